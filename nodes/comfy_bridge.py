@@ -1,0 +1,62 @@
+"""The one place that talks to ComfyUI's internals: model folders and LoRA patching.
+
+Imported only by the node modules. ComfyUI modules are imported inside functions so the
+node definitions can be read (and checked in CI) without ComfyUI.
+"""
+from __future__ import annotations
+
+from ..word2scene.concept import Concept, check_fits
+from ..word2scene.errors import InputError
+from ..word2scene.files import safe_relative_name
+
+LORA_FOLDER = "loras"
+
+
+def concept_names() -> list[str]:
+    """Concept (LoRA) .safetensors files in ComfyUI's loras folders, subfolders included."""
+    import folder_paths
+
+    return sorted(n for n in folder_paths.get_filename_list(LORA_FOLDER) if n.lower().endswith(".safetensors"))
+
+
+def concept_path(name: str) -> str:
+    """Full path of a listed concept file; names that leave the loras folders are refused."""
+    import folder_paths
+
+    name = safe_relative_name("concept_name", name)
+    path = folder_paths.get_full_path(LORA_FOLDER, name)
+    if path is None:
+        raise InputError("concept_name", f"{name!r} is not in ComfyUI's loras folders "
+                                         f"({', '.join(folder_paths.get_folder_paths(LORA_FOLDER))})")
+    return path
+
+
+def _weight_shapes(concept: Concept, model, clip) -> dict[str, tuple]:
+    """Canonical LoRA name -> weight shape in ComfyUI's model/CLIP, via ComfyUI's own key map."""
+    import comfy.lora
+
+    shapes = {}
+    parts = []
+    if model is not None:
+        parts.append((comfy.lora.model_lora_keys_unet(model.model, {}), model.model.state_dict()))
+    if clip is not None:
+        parts.append((comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {}), clip.cond_stage_model.state_dict()))
+    for key_map, state in parts:
+        for lora_name, target in key_map.items():
+            key = target[0] if isinstance(target, tuple) else target
+            if lora_name in concept.lora and key in state:
+                shapes[lora_name] = tuple(state[key].shape)
+    return shapes
+
+
+def apply_concept(model, clip, concept: Concept, strength_model: float, strength_clip: float):
+    """Patch clones of MODEL and CLIP through ComfyUI's LoRA mechanism (as LoraLoader does)."""
+    import comfy.sd
+
+    if strength_model == 0 and strength_clip == 0:
+        return model, clip
+    wanted = {n: w for n, w in concept.lora.items()
+              if (n.startswith("lora_unet_") and strength_model != 0) or (n.startswith("lora_te_") and strength_clip != 0)}
+    partial = Concept(concept.info, wanted, concept.path)
+    check_fits(partial, _weight_shapes(partial, model, clip), "this ComfyUI model (SD1.x expected)")
+    return comfy.sd.load_lora_for_models(model, clip, concept.state_dict(), strength_model, strength_clip)

@@ -1,0 +1,91 @@
+"""Write the example workflows (ComfyUI UI format) from compact graph descriptions.
+
+The JSON files in workflows/ are generated here and committed; edit this file, then run
+`python scripts/build_workflows.py`. Each graph is a list of nodes:
+(id, type, widget values, {input name: (source id, source slot)}).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+
+# Output slots (name, type) of the node types these graphs use.
+OUTPUTS = {
+    "CheckpointLoaderSimple": [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+    "W2S_ConceptLoader": [("concept", "W2S_CONCEPT"), ("metadata", "STRING")],
+    "W2S_ApplyConcept": [("MODEL", "MODEL"), ("CLIP", "CLIP")],
+    "CLIPTextEncode": [("CONDITIONING", "CONDITIONING")],
+    "EmptyLatentImage": [("LATENT", "LATENT")],
+    "KSampler": [("LATENT", "LATENT")],
+    "VAEDecode": [("IMAGE", "IMAGE")],
+    "SaveImage": [],
+}
+# Input slots (name, type) in the order ComfyUI lists them (links only, not widgets).
+INPUTS = {
+    "W2S_ApplyConcept": [("model", "MODEL"), ("clip", "CLIP"), ("concept", "W2S_CONCEPT")],
+    "CLIPTextEncode": [("clip", "CLIP")],
+    "KSampler": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")],
+    "VAEDecode": [("samples", "LATENT"), ("vae", "VAE")],
+    "SaveImage": [("images", "IMAGE")],
+}
+TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept"}
+
+
+def build(graph, positions) -> dict:
+    nodes, links = [], []
+    out_links: dict[tuple[int, int], list[int]] = {}
+    for node_id, node_type, _widgets, inputs in graph:
+        for input_name, (src, slot) in inputs.items():
+            link_id = len(links) + 1
+            link_type = next(t for n, t in INPUTS[node_type] if n == input_name)
+            links.append([link_id, src, slot, node_id, [n for n, _ in INPUTS[node_type]].index(input_name), link_type])
+            out_links.setdefault((src, slot), []).append(link_id)
+    for order, (node_id, node_type, widgets, inputs) in enumerate(graph):
+        link_of = {l[4]: l[0] for l in links if l[3] == node_id}
+        node = {
+            "id": node_id, "type": node_type, "pos": list(positions[node_id]), "size": [320, 110],
+            "flags": {}, "order": order, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": link_of.get(i)} for i, (n, t) in enumerate(INPUTS.get(node_type, []))],
+            "outputs": [{"name": n, "type": t, "links": out_links.get((node_id, i), []), "slot_index": i}
+                        for i, (n, t) in enumerate(OUTPUTS[node_type])],
+            "properties": {"Node name for S&R": node_type},
+            "widgets_values": widgets,
+        }
+        if node_type in TITLES:
+            node["title"] = TITLES[node_type]
+        nodes.append(node)
+    return {"last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes,
+            "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+            "version": 0.4}
+
+
+def one_word_scene() -> dict:
+    """One word to scene, the paper's settings: DDIM, 30 steps, CFG 7, 512 x 512, strength 1."""
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
+        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
+        (4, "CLIPTextEncode", ["gs, geographic scene, airport"], {"clip": (3, 1)}),
+        (5, "CLIPTextEncode", [""], {"clip": (3, 1)}),
+        (6, "EmptyLatentImage", [512, 512, 1], {}),
+        (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
+         {"model": (3, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (6, 0)}),
+        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+        (9, "SaveImage", ["word2scene/airport"], {"images": (8, 0)}),
+    ]
+    positions = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 80), 5: (760, 300), 6: (760, 480),
+                 7: (1120, 200), 8: (1480, 200), 9: (1720, 200)}
+    return build(graph, positions)
+
+
+def main() -> None:
+    WORKFLOWS.mkdir(exist_ok=True)
+    for name, make in {"word2scene_one_word_scene": one_word_scene}.items():
+        (WORKFLOWS / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
+        print(f"wrote workflows/{name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Integration with a real ComfyUI (runs when COMFYUI_PATH is set; see README)."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from comfy_harness import ROOT, ComfyServer, comfyui_path, comfyui_python, pack_errors, ui_to_api
+
+pytestmark = pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is not set: no ComfyUI checkout to "
+                                "integrate with (set COMFYUI_PATH, and COMFYUI_PYTHON to its Python)")
+CONCEPT_NAME = "word2scene/test_concept.safetensors"
+BAD_NAME = "broken/nan_concept.safetensors"
+
+
+@pytest.fixture(scope="module")
+def nan_concept(sd15_concept_file, tmp_path_factory):
+    tensors = load_file(str(sd15_concept_file))
+    key = sorted(k for k in tensors if k.endswith("lora_up.weight"))[0]
+    tensors[key][0, 0] = float("nan")
+    path = tmp_path_factory.mktemp("bad") / "nan_concept.safetensors"
+    save_file(tensors, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file, nan_concept):
+    base = tmp_path_factory.mktemp("comfy")
+    srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint},
+                      {CONCEPT_NAME: sd15_concept_file, BAD_NAME: nan_concept})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_pack_loads_and_lists_its_nodes(server):
+    info = server.get("/object_info")
+    for node_id, display in (("W2S_ConceptLoader", "Word2Scene Concept Loader"), ("W2S_ApplyConcept", "Word2Scene Apply Concept")):
+        assert info[node_id]["display_name"] == display
+        assert info[node_id]["category"] == "Word2Scene"
+    assert CONCEPT_NAME in info["W2S_ConceptLoader"]["input"]["required"]["concept_name"][0]
+    assert info["W2S_ApplyConcept"]["output"] == ["MODEL", "CLIP"]
+    log = server.log()
+    assert not pack_errors(log), pack_errors(log)[0]
+
+
+def _one_word_prompt(server, concept_name=CONCEPT_NAME):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    prompt = ui_to_api(workflow, server.get("/object_info"))
+    by_type = {node["class_type"]: node for node in prompt.values()}
+    by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    by_type["W2S_ConceptLoader"]["inputs"]["concept_name"] = concept_name
+    by_type["EmptyLatentImage"]["inputs"].update(width=64, height=64)
+    by_type["KSampler"]["inputs"]["steps"] = 2
+    return prompt
+
+
+def test_one_word_workflow_runs_and_saves_an_image(server):
+    prompt = _one_word_prompt(server)
+    assert prompt["7"]["inputs"]["seed"] == 0 and prompt["7"]["inputs"]["sampler_name"] == "ddim"
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = entry["outputs"]["9"]["images"]
+    assert len(images) == 1
+    path = server.base / "output" / images[0]["subfolder"] / images[0]["filename"]
+    with Image.open(path) as image:
+        assert image.size == (64, 64)
+    assert "trigger words: gs, geographic scene" in entry["outputs"]["2"]["text"][0]
+    log = server.log()
+    assert "lora key not loaded" not in log and not pack_errors(log)
+    # the random full-size fixture loads in CheckpointLoaderSimple with no missing keys
+    assert not re.search(r"(unet|clip) missing|missing vae keys|no CLIP/text encoder weights", log, re.I), log[-3000:]
+
+
+def test_bad_concept_is_a_clear_error_and_the_server_lives(server):
+    entry = server.run_prompt(_one_word_prompt(server, BAD_NAME))
+    assert entry["status"]["status_str"] == "error"
+    messages = json.dumps(entry["status"]["messages"])
+    assert "NaN or inf" in messages and "concept_name" in messages
+    assert server.get("/system_stats")  # still answering
+    with pytest.raises(RuntimeError, match="400"):
+        server.post("/prompt", {"prompt": _one_word_prompt(server, "../../escape.safetensors")})
+
+
+@pytest.mark.parametrize("strengths", [(1.0, 1.0), (0.6, -0.4)])
+def test_apply_concept_equals_lora_loader_and_the_standalone_core(sd15_random_checkpoint, sd15_concept_file,
+                                                                  tmp_path, strengths):
+    (tmp_path / "w2s_pack").symlink_to(ROOT)  # imported as a package under another name
+    done = subprocess.run(
+        [comfyui_python(), str(Path(__file__).parent / "comfy_compare_patching.py"), str(comfyui_path()),
+         str(tmp_path), "w2s_pack", str(sd15_random_checkpoint), str(sd15_concept_file), *map(str, strengths)],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["unet_vs_stock_max_abs"] == 0.0 and result["clip_vs_stock_max_abs"] == 0.0
+    assert result["unet_changed_tensors"] == 192 and result["clip_changed_tensors"] == 48
+    assert result["standalone_checked_modules"] == 240
+    assert result["standalone_vs_comfy_max_abs"] < 1e-5

@@ -1,0 +1,145 @@
+"""Command line: `python -m word2scene COMMAND ...` (also the `word2scene` console script)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--checkpoint", help="SD1.x checkpoint: .safetensors/.ckpt single file or a diffusers folder")
+    g.add_argument("--model", default="tiny", help="built-in model when no checkpoint is given (default: tiny)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--half", action="store_true", help="run the model in float16 (GPU)")
+
+
+def _add_concept_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concept", action="append", default=[], metavar="FILE",
+                   help="concept (LoRA) .safetensors; repeat to stack concepts")
+    p.add_argument("--strength", action="append", type=float, default=[], metavar="S",
+                   help="model strength per --concept (default: the file's recommended strength)")
+    p.add_argument("--strength-clip", action="append", type=float, default=[], metavar="S",
+                   help="text-encoder strength per --concept (default: same as --strength)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="word2scene", description="Remote-sensing scenes from one word "
+                                     "(Stable Diffusion 1.5 + concept LoRA), offline.")
+    parser.add_argument("--version", action="version", version=f"word2scene {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="one word -> one remote-sensing scene image (PNG)")
+    g.add_argument("word", help="scene concept, e.g. airport or 'dense residential'")
+    _add_model_args(g)
+    _add_concept_args(g)
+    g.add_argument("--steps", type=_positive_int, default=30)
+    g.add_argument("--cfg", type=float, default=7.0)
+    g.add_argument("--seed", type=_positive_int, default=0)
+    g.add_argument("--width", type=_positive_int, default=512)
+    g.add_argument("--height", type=_positive_int, default=512)
+    g.add_argument("--negative", default="", help="negative prompt (the paper uses none)")
+    g.add_argument("--out", help="PNG to write (default: outputs/<word>_<seed>_NNNNN.png, never overwriting)")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    i = sub.add_parser("info", help="print a concept file's metadata")
+    i.add_argument("concept", help="concept (LoRA) .safetensors")
+    i.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
+    return parser
+
+
+def _load_concepts(args) -> list:
+    from .concept import load_concept
+
+    applied = []
+    for n, path in enumerate(args.concept):
+        concept = load_concept(path, "--concept")
+        strength = args.strength[n] if n < len(args.strength) else concept.info.recommended_strength
+        strength_clip = args.strength_clip[n] if n < len(args.strength_clip) else strength
+        applied.append((concept, strength, strength_clip))
+    if len(args.strength) > len(args.concept):
+        raise InputError("--strength", "given more often than --concept; give one per concept")
+    return applied
+
+
+def _default_out(word: str, seed: int) -> Path:
+    stem = "".join(c if c.isalnum() else "_" for c in word.strip().lower()).strip("_") or "scene"
+    folder = Path("outputs")
+    n = 1
+    while (folder / f"{stem}_{seed}_{n:05d}.png").exists():
+        n += 1
+    return folder / f"{stem}_{seed}_{n:05d}.png"
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .concept import DEFAULT_TRIGGER_WORDS
+    from .generate import SamplingSettings, generate
+    from .images import save_png
+    from .models import load_sd15
+    from .patching import apply_concepts
+
+    word = args.word.strip()
+    if not word:
+        raise InputError("word", "is empty; give a scene word such as airport")
+    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, width=args.width,
+                                height=args.height, negative=args.negative).check()
+    applied = _load_concepts(args)
+    out = Path(args.out) if args.out else _default_out(word, args.seed)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
+    apply_concepts(sd, applied)
+    triggers = applied[0][0].info.trigger_words if applied else list(DEFAULT_TRIGGER_WORDS)
+    prompt = ", ".join(triggers + [word])
+    image = generate(sd, prompt, settings, on_step=_progress(settings.steps))
+    params = {"prompt": prompt, **settings.as_dict(), "sampler": "DDIM", "model": sd.source,
+              "concepts": [{"file": str(c.path), "strength_model": s, "strength_clip": sc} for c, s, sc in applied]}
+    save_png(image, out, params, overwrite=args.overwrite)
+    print(f"wrote {out} ({image.width}x{image.height}) prompt: {prompt!r}")
+    return 0
+
+
+def _progress(total: int):
+    def on_step(step: int, _total: int, _latents) -> None:
+        if sys.stderr.isatty() or step == total:
+            print(f"\rsampling {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+    return on_step
+
+
+def cmd_info(args) -> int:
+    from dataclasses import asdict
+
+    from .concept import read_concept
+
+    concept = read_concept(args.concept, "concept")
+    if args.json:
+        print(json.dumps({**asdict(concept.info), "modules": len(concept.lora)}, ensure_ascii=False))
+    else:
+        print(concept.describe())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"generate": cmd_generate, "info": cmd_info}[args.command](args)
+    except InputError as exc:
+        print(f"word2scene: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Text-to-image sampling for the standalone path: DDIM with classifier-free guidance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InputError
+from .models import SD15
+
+
+@dataclass
+class SamplingSettings:
+    """The paper's defaults: DDIM, 30 steps, CFG 7, 512 x 512, empty negative prompt."""
+
+    steps: int = 30
+    cfg: float = 7.0
+    seed: int = 0
+    width: int = 512
+    height: int = 512
+    negative: str = ""
+
+    def check(self) -> "SamplingSettings":
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 8 or value % 8:
+                raise InputError(name, f"{value} is not accepted; use a positive multiple of 8 (e.g. 512)")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
+            raise InputError("steps", f"{self.steps} is not accepted; use 1 to 1000")
+        if not 0.0 <= float(self.cfg) <= 100.0:
+            raise InputError("cfg", f"{self.cfg} is not accepted; use 0 to 100")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise InputError("seed", f"{self.seed} is not accepted; use an integer 0 to 2^64-1")
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def encode_text(sd: SD15, texts: list[str]) -> torch.Tensor:
+    """CLIP last hidden states, B x 77 x D (prompts past 75 tokens are cut)."""
+    ids = sd.tokenizer(texts, padding="max_length", max_length=sd.tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt").input_ids.to(sd.device)
+    return sd.text_encoder(ids)[0]
+
+
+def initial_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Seeded N(0, 1) latents on the CPU (the same on every device)."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+@torch.no_grad()
+def decode(sd: SD15, latents: torch.Tensor) -> list[Image.Image]:
+    """B x 4 x h x w latents -> B RGB images (8x the latent size)."""
+    pixels = sd.vae.decode(latents.to(sd.vae.dtype) / sd.vae_scale).sample.float()
+    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+
+@torch.no_grad()
+def sample(sd: SD15, prompt: str, settings: SamplingSettings,
+           on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """DDIM sampling with classifier-free guidance. Returns latents 1 x 4 x H/8 x W/8."""
+    from diffusers import DDIMScheduler
+
+    settings.check()
+    scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
+    scheduler.set_timesteps(settings.steps)
+    context = encode_text(sd, [settings.negative, prompt]).to(sd.unet.dtype)
+    latents = initial_noise(settings.seed, (1, 4, settings.height // 8, settings.width // 8)).to(sd.device)
+    latents = latents * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        x = torch.cat([latents, latents]).to(sd.unet.dtype)
+        uncond, cond = sd.unet(x, t, encoder_hidden_states=context).sample.float().chunk(2)
+        eps = uncond + settings.cfg * (cond - uncond)
+        latents = scheduler.step(eps, t, latents, eta=0.0).prev_sample
+        if on_step is not None:
+            on_step(i + 1, len(scheduler.timesteps), latents)
+    return latents
+
+
+def generate(sd: SD15, prompt: str, settings: SamplingSettings,
+             on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> Image.Image:
+    """One image for one prompt."""
+    return decode(sd, sample(sd, prompt, settings, on_step))[0]

@@ -1,0 +1,306 @@
+"""Offline SD1.5: shipped configs, the tiny test model, single-file and diffusers loading.
+
+Nothing here contacts a model hub: configs and tokenizer files ship in assets/sd15, and
+every loader reads only the paths it is given.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "sd15"
+COMPONENTS = ("unet", "vae", "text_encoder")
+CONFIG_METADATA_KEY = "word2scene.configs"
+
+# The tiny model keeps SD1.5's module names and key layout (4 UNet levels, 2 layers per
+# level, 16 cross-attention sites, 12 text-encoder layers) at a width that runs in
+# milliseconds, so a LoRA's keys map exactly as on the real model.
+TINY_OVERRIDES = {
+    "unet": {"block_out_channels": [16, 32, 64, 64], "attention_head_dim": 2, "cross_attention_dim": 32,
+             "norm_num_groups": 8, "sample_size": 8},
+    "vae": {"block_out_channels": [8, 16, 32, 32], "norm_num_groups": 8, "sample_size": 64},
+    "text_encoder": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "projection_dim": 32},
+}
+
+
+def sd15_configs() -> dict[str, dict]:
+    """The shipped SD1.5 configs: {'unet', 'vae', 'text_encoder', 'scheduler'} -> dict."""
+    out = {c: json.loads((ASSETS / c / "config.json").read_text()) for c in COMPONENTS}
+    out["scheduler"] = json.loads((ASSETS / "scheduler" / "scheduler_config.json").read_text())
+    return out
+
+
+def tiny_configs() -> dict[str, dict]:
+    configs = sd15_configs()
+    for component, overrides in TINY_OVERRIDES.items():
+        configs[component].update(overrides)
+    return configs
+
+
+@dataclass
+class SD15:
+    """The parts of an SD1.x model. Latents are B x 4 x H/8 x W/8."""
+
+    unet: "UNet2DConditionModel"
+    vae: "AutoencoderKL"
+    text_encoder: "CLIPTextModel"
+    tokenizer: "CLIPTokenizer"
+    configs: dict
+    source: str
+    dtype: torch.dtype = torch.float32
+    _originals: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def vae_scale(self) -> float:
+        return float(self.configs["vae"].get("scaling_factor", 0.18215))
+
+    def to(self, device) -> "SD15":
+        for m in (self.unet, self.vae, self.text_encoder):
+            m.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+
+TEXT_ROOT = "text_model."
+
+
+def text_layout_prefix(text_encoder) -> str:
+    """What to prepend to the text encoder's own module/key names to get the canonical
+    ones (``text_model.encoder.layers.0...``, as in every SD1.5 file): '' on transformers 4,
+    'text_model.' on transformers 5, whose CLIPTextModel no longer nests a text_model."""
+    return "" if hasattr(text_encoder, "text_model") else TEXT_ROOT
+
+
+def canonical_text_state(text_encoder) -> dict:
+    prefix = text_layout_prefix(text_encoder)
+    return {prefix + k: v for k, v in text_encoder.state_dict().items()}
+
+
+def _model_text_state(text_encoder, state: dict) -> dict:
+    """Canonical text-encoder keys -> the keys this transformers version uses."""
+    if text_layout_prefix(text_encoder):
+        return {k[len(TEXT_ROOT):] if k.startswith(TEXT_ROOT) else k: v for k, v in state.items()}
+    return state
+
+
+def load_tokenizer(folder: Path | None = None):
+    from transformers import CLIPTokenizer
+
+    folder = folder if folder is not None and (folder / "vocab.json").exists() else ASSETS / "tokenizer"
+    return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None = None) -> SD15:
+    """Instantiate the three networks from configs, then load `states` if given."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet = UNet2DConditionModel.from_config(configs["unet"])
+    vae = AutoencoderKL.from_config(configs["vae"])
+    text = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in configs["text_encoder"].items() if k != "architectures"}))
+    models = {"unet": unet, "vae": vae, "text_encoder": text}
+    if states is not None:
+        states = {**states, "text_encoder": _model_text_state(text, states["text_encoder"])}
+        for name, model in models.items():
+            _load_strict(model, states[name], name, source)
+    for model in models.values():
+        if dtype != torch.float32:
+            model.to(dtype)
+        model.eval().requires_grad_(False)
+    return SD15(unet, vae, text, load_tokenizer(), configs, source, dtype)
+
+
+def _load_strict(model, state: dict, component: str, source: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("position_ids")]
+    wrong = [f"{k} {tuple(state[k].shape)} (SD1.5 expects {tuple(own[k].shape)})"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or wrong:
+        detail = "; ".join((wrong[:3] + [f"missing {k}" for k in missing[:3]]))
+        raise InputError("checkpoint", f"{source}: the {component} does not match SD1.5 ({len(missing)} missing, "
+                                       f"{len(wrong)} with other shapes): {detail}")
+    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+
+
+def build_random(configs: dict, seed: int = 0, dtype=torch.float32, name: str = "random") -> SD15:
+    """A model with seeded random weights (deterministic for a seed)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(configs, f"{name}:{seed}", dtype)
+
+
+def build_tiny(seed: int = 0, dtype=torch.float32) -> SD15:
+    """The built-in tiny SD1.5-shaped model: seeded random weights, deterministic."""
+    return build_random(tiny_configs(), seed, dtype, "tiny")
+
+
+@functools.lru_cache(maxsize=1)
+def sd15_module_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """{'unet'|'text_encoder': {module path: weight shape}} for every Linear/Conv2d of
+    full-size SD1.5 (built on the meta device: no weights, no memory)."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    configs = sd15_configs()
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(configs["unet"])
+        text = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in configs["text_encoder"].items() if k != "architectures"}))
+    kinds = (torch.nn.Linear, torch.nn.Conv2d)
+    prefixes = {"unet": "", "text_encoder": text_layout_prefix(text)}
+    return {name: {prefixes[name] + path: tuple(m.weight.shape) for path, m in model.named_modules() if isinstance(m, kinds)}
+            for name, model in (("unet", unet), ("text_encoder", text))}
+
+
+# --- reading checkpoint files ---------------------------------------------------------
+
+def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint") -> tuple[dict, dict]:
+    """Tensors and metadata of a .safetensors file, or tensors of a .ckpt/.pt read with
+    torch.load(weights_only=True) (never unpickles arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(input_name, f"{path} does not exist or is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except Exception as exc:  # safetensors raises several error types for bad headers
+            raise InputError(input_name, f"{path} is not a readable safetensors file ({exc})") from None
+    if suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError(input_name, f"{path} could not be read as a weights-only torch file ({exc}); "
+                                         "only plain tensors are loaded, never pickled code") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise InputError(input_name, f"{path} holds no state dict")
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, {}
+    raise InputError(input_name, f"{path} has suffix {suffix!r}; accepted: .safetensors, .ckpt, .pt, .pth, "
+                                 "or a diffusers folder with model_index.json")
+
+
+def checkpoint_family(state: dict) -> str:
+    """'sd1' for an SD1.x text-to-image checkpoint, otherwise a description of what it is."""
+    keys = state.keys()
+    if any(k.startswith(("lora_", "lycoris_")) or ".lora_down." in k or ".lora_A." in k for k in keys):
+        return "a LoRA (pass it as a concept, not as a checkpoint)"
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        return "SDXL"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "SD2.x (OpenCLIP text encoder; v-prediction in its 768 px versions)"
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        return "not a Stable Diffusion checkpoint (no model.diffusion_model.* keys)"
+    conv_in = state.get("model.diffusion_model.input_blocks.0.0.weight")
+    if conv_in is not None and conv_in.shape[1] != 4:
+        return f"an SD1.x variant with {conv_in.shape[1]} input channels (inpainting or instruct), not text-to-image"
+    to_k = state.get("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
+    token = state.get("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight")
+    if to_k is None or token is None:
+        return "incomplete (no cross-attention or no CLIP text encoder in the file)"
+    if to_k.shape[1] != token.shape[1]:
+        return f"mismatched (cross-attention reads width {to_k.shape[1]}, text encoder gives {token.shape[1]})"
+    return "sd1"
+
+
+def load_single_file(path: str | os.PathLike, dtype=torch.float32) -> SD15:
+    """An SD1.x single-file checkpoint in the original layout."""
+    from .ldm_layout import from_single_file
+
+    state, metadata = read_state_dict(path)
+    family = checkpoint_family(state)
+    if family != "sd1":
+        raise InputError("checkpoint", f"{path} is {family}; Word2Scene needs an SD1.x text-to-image checkpoint")
+    configs = sd15_configs()
+    if CONFIG_METADATA_KEY in metadata:  # our own small checkpoints say their widths
+        configs.update(json.loads(metadata[CONFIG_METADATA_KEY]))
+    unet, vae, text = from_single_file(state, configs["unet"], configs["vae"])
+    return _build(configs, str(path), dtype, {"unet": unet, "vae": vae, "text_encoder": text})
+
+
+def load_diffusers_folder(folder: str | os.PathLike, dtype=torch.float32) -> SD15:
+    """A diffusers folder (model_index.json, unet/, vae/, text_encoder/ [tokenizer/])."""
+    folder = Path(folder)
+    configs = sd15_configs()
+    states = {}
+    for component in COMPONENTS:
+        config_file = folder / component / "config.json"
+        if not config_file.is_file():
+            raise InputError("checkpoint", f"{config_file} is missing; a diffusers folder needs {', '.join(COMPONENTS)}")
+        configs[component] = {**configs[component], **json.loads(config_file.read_text())}
+        weights = [folder / component / n for n in ("diffusion_pytorch_model.safetensors", "model.safetensors",
+                                                    "diffusion_pytorch_model.bin", "pytorch_model.bin")]
+        found = next((w for w in weights if w.is_file()), None)
+        if found is None:
+            raise InputError("checkpoint", f"{folder / component} has no weights file (looked for {weights[0].name} "
+                                           f"or {weights[1].name})")
+        states[component] = read_state_dict(found)[0]
+    sched = folder / "scheduler" / "scheduler_config.json"
+    if sched.is_file():
+        configs["scheduler"].update({k: v for k, v in json.loads(sched.read_text()).items()
+                                     if k in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps", "prediction_type")})
+    unet_cfg, text_cfg = configs["unet"], configs["text_encoder"]
+    if unet_cfg.get("addition_embed_type") == "text_time":
+        raise InputError("checkpoint", f"{folder} is SDXL; Word2Scene needs an SD1.x checkpoint")
+    if unet_cfg.get("cross_attention_dim") != text_cfg.get("hidden_size") or configs["scheduler"].get("prediction_type", "epsilon") != "epsilon":
+        raise InputError("checkpoint", f"{folder} is not SD1.x (cross-attention {unet_cfg.get('cross_attention_dim')}, "
+                                       f"prediction {configs['scheduler'].get('prediction_type')}); SD1.x has 768 and epsilon")
+    sd = _build(configs, str(folder), dtype, states)
+    sd.tokenizer = load_tokenizer(folder / "tokenizer")
+    return sd
+
+
+def load_sd15(checkpoint: str | os.PathLike | None = None, model: str = "tiny", dtype=torch.float32) -> SD15:
+    """One entry point: a checkpoint path (file or diffusers folder), else the named built-in model."""
+    if checkpoint:
+        path = Path(checkpoint)
+        if path.is_dir():
+            if not (path / "model_index.json").is_file() and not (path / "unet").is_dir():
+                raise InputError("checkpoint", f"{path} is a folder but not a diffusers model (no model_index.json)")
+            return load_diffusers_folder(path, dtype)
+        return load_single_file(path, dtype)
+    if model != "tiny":
+        raise InputError("model", f"{model!r} is not a built-in model; accepted: 'tiny' (or pass a checkpoint)")
+    return build_tiny(dtype=dtype)
+
+
+def single_file_state(sd: SD15) -> dict:
+    """The model as one original-layout state dict (what a .safetensors checkpoint holds)."""
+    from .ldm_layout import to_single_file
+
+    return to_single_file(sd.unet.state_dict(), sd.vae.state_dict(), canonical_text_state(sd.text_encoder),
+                          len(sd.configs["unet"]["block_out_channels"]), len(sd.configs["vae"]["block_out_channels"]))
+
+
+def save_single_file(sd: SD15, path: str | os.PathLike, dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
+    """Write `sd` as an SD1.x single-file checkpoint; widths that differ from SD1.5 are
+    recorded in the metadata so that load_single_file can rebuild the model."""
+    from safetensors.torch import save_file
+
+    from .files import atomic_path
+    from .ldm_layout import to_tensor_dict
+
+    metadata = {}
+    if sd.configs["unet"]["block_out_channels"] != sd15_configs()["unet"]["block_out_channels"]:
+        metadata[CONFIG_METADATA_KEY] = json.dumps({c: sd.configs[c] for c in COMPONENTS})
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(to_tensor_dict(single_file_state(sd), dtype), str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def copy_model(sd: SD15) -> SD15:
+    return copy.deepcopy(sd)
