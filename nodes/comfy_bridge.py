@@ -60,3 +60,34 @@ def apply_concept(model, clip, concept: Concept, strength_model: float, strength
     partial = Concept(concept.info, wanted, concept.path)
     check_fits(partial, _weight_shapes(partial, model, clip), "this ComfyUI model (SD1.x expected)")
     return comfy.sd.load_lora_for_models(model, clip, concept.state_dict(), strength_model, strength_clip)
+
+
+KNOWLEDGE_FOLDER = "word2scene_concepts"
+
+
+def register_knowledge_folder() -> None:
+    """models/word2scene_concepts/ holds users' knowledge files (*.yaml)."""
+    import os
+
+    import folder_paths
+
+    folder_paths.add_model_folder_path(KNOWLEDGE_FOLDER, os.path.join(folder_paths.models_dir, KNOWLEDGE_FOLDER))
+
+
+def knowledge_dirs() -> list:
+    """ComfyUI's knowledge folders, plus $W2S_CONCEPTS_DIR when set."""
+    import os
+    from pathlib import Path
+
+    import folder_paths
+
+    from ..word2scene.knowledge import USER_DIR_ENV, user_dirs
+
+    dirs = [Path(p) for p in folder_paths.get_folder_paths(KNOWLEDGE_FOLDER)] if KNOWLEDGE_FOLDER in folder_paths.folder_names_and_paths else []
+    return dirs + (user_dirs() if os.environ.get(USER_DIR_ENV) else [])
+
+
+def encode_prompt(clip, text: str):
+    """CONDITIONING for a prompt, as CLIPTextEncode makes it."""
+    tokens = clip.tokenize(text)
+    return clip.encode_from_tokens_scheduled(tokens)

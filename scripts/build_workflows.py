@@ -21,6 +21,8 @@ OUTPUTS = {
     "KSampler": [("LATENT", "LATENT")],
     "VAEDecode": [("IMAGE", "IMAGE")],
     "SaveImage": [],
+    "W2S_ScenePrompt": [("positive", "STRING"), ("negative", "STRING"), ("report", "STRING"),
+                        ("positive_cond", "CONDITIONING"), ("negative_cond", "CONDITIONING")],
 }
 # Input slots (name, type) in the order ComfyUI lists them (links only, not widgets).
 INPUTS = {
@@ -29,8 +31,10 @@ INPUTS = {
     "KSampler": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")],
     "VAEDecode": [("samples", "LATENT"), ("vae", "VAE")],
     "SaveImage": [("images", "IMAGE")],
+    "W2S_ScenePrompt": [("concept", "W2S_CONCEPT"), ("clip", "CLIP")],
 }
-TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept"}
+TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept",
+          "W2S_ScenePrompt": "Word2Scene Scene Prompt"}
 
 
 def build(graph, positions) -> dict:
@@ -80,9 +84,30 @@ def one_word_scene() -> dict:
     return build(graph, positions)
 
 
+def scene_prompt() -> dict:
+    """One word through the Scene Prompt expander (descriptive style) straight into KSampler."""
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
+        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
+        (4, "W2S_ScenePrompt", ["dense residential", "descriptive", 2, 0, "fixed"], {"concept": (2, 0), "clip": (3, 1)}),
+        (6, "EmptyLatentImage", [512, 512, 1], {}),
+        (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
+         {"model": (3, 0), "positive": (4, 3), "negative": (4, 4), "latent_image": (6, 0)}),
+        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+        (9, "SaveImage", ["word2scene/dense_residential"], {"images": (8, 0)}),
+    ]
+    positions = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 160), 6: (760, 480), 7: (1120, 200),
+                 8: (1480, 200), 9: (1720, 200)}
+    return build(graph, positions)
+
+
+WORKFLOW_SOURCES = {"word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}
+
+
 def main() -> None:
     WORKFLOWS.mkdir(exist_ok=True)
-    for name, make in {"word2scene_one_word_scene": one_word_scene}.items():
+    for name, make in WORKFLOW_SOURCES.items():
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
         print(f"wrote workflows/{name}.json")
 

@@ -32,6 +32,9 @@ def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file, nan_conc
     base = tmp_path_factory.mktemp("comfy")
     srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint},
                       {CONCEPT_NAME: sd15_concept_file, BAD_NAME: nan_concept})
+    knowledge = base / "models" / "word2scene_concepts"
+    knowledge.mkdir(parents=True)
+    (knowledge / "solar.yaml").write_text("concepts:\n  solar_farm:\n    name: solar farm\n    elements: [solar panels]\n")
     srv.start()
     yield srv
     srv.stop()
@@ -48,8 +51,8 @@ def test_pack_loads_and_lists_its_nodes(server):
     assert not pack_errors(log), pack_errors(log)[0]
 
 
-def _one_word_prompt(server, concept_name=CONCEPT_NAME):
-    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+def _one_word_prompt(server, concept_name=CONCEPT_NAME, workflow_name="word2scene_one_word_scene"):
+    workflow = json.loads((ROOT / "workflows" / f"{workflow_name}.json").read_text())
     prompt = ui_to_api(workflow, server.get("/object_info"))
     by_type = {node["class_type"]: node for node in prompt.values()}
     by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
@@ -74,6 +77,19 @@ def test_one_word_workflow_runs_and_saves_an_image(server):
     assert "lora key not loaded" not in log and not pack_errors(log)
     # the random full-size fixture loads in CheckpointLoaderSimple with no missing keys
     assert not re.search(r"(unet|clip) missing|missing vae keys|no CLIP/text encoder weights", log, re.I), log[-3000:]
+
+
+def test_scene_prompt_workflow_runs_with_a_user_knowledge_file(server):
+    assert "W2S_ScenePrompt" in server.get("/object_info")
+    prompt = _one_word_prompt(server, workflow_name="word2scene_scene_prompt")
+    prompt["4"]["inputs"]["words"] = "DenseResidential, solar farm"
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    report = entry["outputs"]["4"]["text"][0]
+    assert "'DenseResidential' -> dense_residential (exact)" in report and "-> solar_farm (exact)" in report
+    images = entry["outputs"]["9"]["images"]
+    with Image.open(server.base / "output" / images[0]["subfolder"] / images[0]["filename"]) as image:
+        assert image.size == (64, 64)
 
 
 def test_bad_concept_is_a_clear_error_and_the_server_lives(server):

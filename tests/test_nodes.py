@@ -25,7 +25,7 @@ def pack():
 
 
 def test_mappings_ids_names_and_category(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept", "W2S_ScenePrompt"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     assert all(v.startswith("Word2Scene ") for v in pack.NODE_DISPLAY_NAME_MAPPINGS.values())
     assert pack.WEB_DIRECTORY == "./js" and (ROOT / "js" / "word2scene.js").is_file()
@@ -53,23 +53,36 @@ def test_apply_concept_refuses_strength_out_of_range(pack):
         pack.NODE_CLASS_MAPPINGS["W2S_ApplyConcept"]().apply(None, None, None, 1.0, 7.0)
 
 
-def test_workflow_links_match_our_node_types(pack):
+def _our_inputs(cls) -> dict:
+    spec = cls.INPUT_TYPES() if cls.__name__ != "ConceptLoader" else {"required": {}}  # needs folder_paths
+    return {**spec.get("required", {}), **spec.get("optional", {})}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_workflow_links_match_our_node_types(pack, path):
+    workflow = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        assert nodes[src]["outputs"][src_slot]["type"] == kind and link_id in nodes[src]["outputs"][src_slot]["links"]
+        assert nodes[dst]["inputs"][dst_slot]["type"] == kind and nodes[dst]["inputs"][dst_slot]["link"] == link_id
+        src_cls = pack.NODE_CLASS_MAPPINGS.get(nodes[src]["type"])
+        if src_cls is not None:
+            assert src_cls.RETURN_TYPES[src_slot] == kind
+        dst_cls = pack.NODE_CLASS_MAPPINGS.get(nodes[dst]["type"])
+        if dst_cls is not None and dst_cls.__name__ != "ConceptLoader":
+            assert _our_inputs(dst_cls)[nodes[dst]["inputs"][dst_slot]["name"]][0] == kind
+    for node in workflow["nodes"]:
+        assert node["type"] in pack.NODE_CLASS_MAPPINGS or not node["type"].startswith("W2S_")
+
+
+def test_one_word_workflow_has_the_papers_settings():
     workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     assert [n["type"] for n in workflow["nodes"]] == ["CheckpointLoaderSimple", "W2S_ConceptLoader", "W2S_ApplyConcept",
                                                       "CLIPTextEncode", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
                                                       "VAEDecode", "SaveImage"]
-    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
-        assert nodes[src]["outputs"][src_slot]["type"] == kind and link_id in nodes[src]["outputs"][src_slot]["links"]
-        assert nodes[dst]["inputs"][dst_slot]["type"] == kind and nodes[dst]["inputs"][dst_slot]["link"] == link_id
-        for node, slot, key in ((nodes[src], src_slot, "RETURN_TYPES"),):
-            cls = pack.NODE_CLASS_MAPPINGS.get(node["type"])
-            if cls is not None:
-                assert getattr(cls, key)[slot] == kind
-    apply_inputs = pack.NODE_CLASS_MAPPINGS["W2S_ApplyConcept"].INPUT_TYPES()["required"]
-    for inp in nodes[3]["inputs"]:
-        assert apply_inputs[inp["name"]][0] == inp["type"]
     assert nodes[3]["widgets_values"] == [1.0, 1.0]
+    assert nodes[6]["widgets_values"] == [512, 512, 1]
     assert nodes[7]["widgets_values"][2:6] == [30, 7.0, "ddim", "ddim_uniform"]
     assert nodes[4]["widgets_values"] == ["gs, geographic scene, airport"] and nodes[5]["widgets_values"] == [""]
 
@@ -79,8 +92,9 @@ def test_workflows_are_generated_from_their_source():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import build_workflows
-        assert {f"{name}.json" for name in ["word2scene_one_word_scene"]} == set(before)
-        assert json.loads(before["word2scene_one_word_scene.json"]) == build_workflows.one_word_scene()
+        assert {f"{name}.json" for name in build_workflows.WORKFLOW_SOURCES} == set(before)
+        for name, make in build_workflows.WORKFLOW_SOURCES.items():
+            assert json.loads(before[f"{name}.json"]) == make(), f"workflows/{name}.json is stale: run scripts/build_workflows.py"
     finally:
         sys.path.remove(str(ROOT / "scripts"))
 

@@ -49,9 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_positive_int, default=0)
     g.add_argument("--width", type=_positive_int, default=512)
     g.add_argument("--height", type=_positive_int, default=512)
-    g.add_argument("--negative", default="", help="negative prompt (the paper uses none)")
+    g.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"),
+                   help="prompt style of the scene prompt expander (default: word2scene, the paper's form)")
+    g.add_argument("--detail", type=int, default=1, choices=range(4), help="detail level 0-3 for descriptive/plain")
+    g.add_argument("--negative", default=None, help="negative prompt (default: the expander's; empty for word2scene)")
     g.add_argument("--out", help="PNG to write (default: outputs/<word>_<seed>_NNNNN.png, never overwriting)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    p = sub.add_parser("prompt", help="expand scene word(s) into a prompt (the scene prompt expander)")
+    p.add_argument("words", help="a scene word or phrase, or several separated by commas")
+    p.add_argument("--style", default="word2scene", help="word2scene | descriptive | plain")
+    p.add_argument("--detail", type=int, default=1, help="detail level 0-3")
+    p.add_argument("--seed", type=_positive_int, default=0)
+    p.add_argument("--trigger-words", default=None, help="comma-separated (default: gs, geographic scene)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    c = sub.add_parser("concepts", help="the RS concept knowledge base: list, check, mine, merge")
+    csub = c.add_subparsers(dest="concepts_command", required=True)
+    cl = csub.add_parser("list", help="list the concepts (built-in plus user files)")
+    cl.add_argument("--json", action="store_true")
+    cc = csub.add_parser("check", help="check a user knowledge file")
+    cc.add_argument("file")
+    cm = csub.add_parser("mine", help="mine element/relation phrases per class from captions")
+    cm.add_argument("captions", help="captions.jsonl, or a folder of class folders with .txt captions (kohya)")
+    cm.add_argument("--out", required=True, help="review YAML to write")
+    cm.add_argument("--top", type=int, default=12, help="phrases per kind and class (default 12)")
+    cm.add_argument("--overwrite", action="store_true")
+    cg = csub.add_parser("merge", help="merge an expert-reviewed file into a user knowledge file")
+    cg.add_argument("review")
+    cg.add_argument("--into", required=True, help="user knowledge YAML (created or updated)")
 
     i = sub.add_parser("info", help="print a concept file's metadata")
     i.add_argument("concept", help="concept (LoRA) .safetensors")
@@ -87,6 +113,7 @@ def cmd_generate(args) -> int:
 
     from .concept import DEFAULT_TRIGGER_WORDS
     from .generate import SamplingSettings, generate
+    from .prompt import expand
     from .images import save_png
     from .models import load_sd15
     from .patching import apply_concepts
@@ -95,7 +122,7 @@ def cmd_generate(args) -> int:
     if not word:
         raise InputError("word", "is empty; give a scene word such as airport")
     settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, width=args.width,
-                                height=args.height, negative=args.negative).check()
+                                height=args.height).check()
     applied = _load_concepts(args)
     out = Path(args.out) if args.out else _default_out(word, args.seed)
     if out.exists() and not args.overwrite:
@@ -103,9 +130,11 @@ def cmd_generate(args) -> int:
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
     triggers = applied[0][0].info.trigger_words if applied else list(DEFAULT_TRIGGER_WORDS)
-    prompt = ", ".join(triggers + [word])
+    expansion = expand(word, args.style, args.detail, args.seed, triggers, _knowledge(), sd.tokenizer)
+    prompt = expansion.positive
+    settings.negative = expansion.negative if args.negative is None else args.negative
     image = generate(sd, prompt, settings, on_step=_progress(settings.steps))
-    params = {"prompt": prompt, **settings.as_dict(), "sampler": "DDIM", "model": sd.source,
+    params = {"prompt": prompt, **settings.as_dict(), "sampler": "DDIM", "model": sd.source, "style": args.style,
               "concepts": [{"file": str(c.path), "strength_model": s, "strength_clip": sc} for c, s, sc in applied]}
     save_png(image, out, params, overwrite=args.overwrite)
     print(f"wrote {out} ({image.width}x{image.height}) prompt: {prompt!r}")
@@ -117,6 +146,62 @@ def _progress(total: int):
         if sys.stderr.isatty() or step == total:
             print(f"\rsampling {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
     return on_step
+
+
+def _knowledge():
+    from .knowledge import load_knowledge
+
+    kb = load_knowledge()
+    for problem in kb.problems:
+        print(f"word2scene: warning: skipped a user knowledge file: {problem}", file=sys.stderr)
+    return kb
+
+
+def cmd_prompt(args) -> int:
+    from .prompt import expand
+
+    triggers = None if args.trigger_words is None else [t for t in args.trigger_words.split(",")]
+    expansion = expand(args.words, args.style, args.detail, args.seed, triggers, _knowledge())
+    if args.json:
+        print(json.dumps(expansion.as_dict(), ensure_ascii=False))
+    else:
+        print(f"positive: {expansion.positive}\nnegative: {expansion.negative}\n{expansion.report()}")
+    return 0
+
+
+def cmd_concepts(args) -> int:
+    from .knowledge import load_knowledge, _parse_file
+
+    if args.concepts_command == "list":
+        kb = _knowledge()
+        rows = [{"id": c.id, "name": c.name, "paper": c.paper, "datasets": c.datasets, "aliases": c.aliases,
+                 "source": c.source} for c in sorted(kb.concepts.values(), key=lambda c: c.id)]
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        else:
+            for r in rows:
+                print(f"{r['id']:<24} {r['paper']:<10} {', '.join(r['datasets'])}")
+        return 0
+    if args.concepts_command == "check":
+        _parse_file(Path(args.file))
+        kb = load_knowledge(extra_dirs=[], files=[Path(args.file)], strict=True)
+        print(f"{args.file}: ok ({len(kb.concepts)} concepts with the built-in ones)")
+        return 0
+    if args.concepts_command == "mine":
+        from .mining import mine, read_captions
+        from .review import write_review
+
+        mined = mine(read_captions(args.captions), top=args.top)
+        out = write_review(mined, _knowledge(), args.out, args.captions, overwrite=args.overwrite)
+        total = sum(len(v) for v in mined.values())
+        print(f"wrote {out}: {total} proposals for {len(mined)} classes; mark each adopt/amend/annihilate, then "
+              f"`python -m word2scene concepts merge {out} --into my_concepts.yaml`")
+        return 0
+    from .review import merge_review
+
+    counts = merge_review(args.review, args.into, _knowledge())
+    print(f"merged into {args.into}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -135,7 +220,8 @@ def cmd_info(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"generate": cmd_generate, "info": cmd_info}[args.command](args)
+        return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
+                "concepts": cmd_concepts}[args.command](args)
     except InputError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 2

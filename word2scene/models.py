@@ -95,10 +95,17 @@ def _model_text_state(text_encoder, state: dict) -> dict:
 
 
 def load_tokenizer(folder: Path | None = None):
+    """SD1.5's CLIP tokenizer: the folder's own files if it has them, else the shipped ones."""
+    if folder is not None and (folder / "vocab.json").exists():
+        return _tokenizer(str(folder))
+    return _tokenizer(str(ASSETS / "tokenizer"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(folder: str):
     from transformers import CLIPTokenizer
 
-    folder = folder if folder is not None and (folder / "vocab.json").exists() else ASSETS / "tokenizer"
-    return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None = None) -> SD15:

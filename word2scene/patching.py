@@ -29,25 +29,26 @@ def apply_concepts(sd: SD15, applied: Sequence[tuple[Concept, float, float]]) ->
     """Make `sd`'s weights exactly the originals plus these concepts at these strengths
     (concept, strength_model, strength_clip); an empty list restores the original model."""
     modules = lora_modules(sd)
-    checked = []
+    shapes = {n: tuple(m.weight.shape) for n, m in modules.items()}
+    plan: dict[str, list[tuple[float, object]]] = {}
     for concept, strength_model, strength_clip in applied:
-        check_fits(concept, {n: tuple(m.weight.shape) for n, m in modules.items()}, f"this model ({sd.source})")
-        checked.append((concept, check_strength("strength_model", strength_model),
-                        check_strength("strength_clip", strength_clip)))
+        check_fits(concept, shapes, f"this model ({sd.source})")
+        strength_model = check_strength("strength_model", strength_model)
+        strength_clip = check_strength("strength_clip", strength_clip)
+        for name, lora in concept.lora.items():
+            strength = strength_model if name.startswith("lora_unet_") else strength_clip
+            if strength != 0:
+                plan.setdefault(name, []).append((strength * (lora.alpha / lora.rank), lora))
     with torch.no_grad():
-        for name, original in sd._originals.items():
-            modules[name].weight.copy_(original)
-        sums: dict[str, torch.Tensor] = {}
-        for concept, strength_model, strength_clip in checked:
-            for name, lora in concept.lora.items():
-                strength = strength_model if name.startswith("lora_unet_") else strength_clip
-                if strength == 0:
-                    continue
-                weight = modules[name].weight
-                if name not in sd._originals:
-                    sd._originals[name] = weight.detach().clone()
-                if name not in sums:
-                    sums[name] = sd._originals[name].float().clone()
-                sums[name] += (strength * (lora.alpha / lora.rank)) * lora.diff().to(weight.device)
-        for name, total in sums.items():
-            modules[name].weight.copy_(total.to(modules[name].weight.dtype))
+        for name in [n for n in sd._originals if n not in plan]:
+            modules[name].weight.copy_(sd._originals.pop(name))
+        for name, terms in plan.items():
+            weight = modules[name].weight
+            original = sd._originals.setdefault(name, weight.detach().clone())
+            # fp32 arithmetic as ComfyUI's patcher: W32 += (s * alpha / r) * (up @ down), cast once
+            total = weight if weight.dtype == torch.float32 else torch.empty_like(weight, dtype=torch.float32)
+            total.copy_(original)
+            for scale, lora in terms:
+                total += lora.diff().to(total.device).mul_(scale)
+            if total is not weight:
+                weight.copy_(total)
