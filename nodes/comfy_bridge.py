@@ -91,3 +91,110 @@ def encode_prompt(clip, text: str):
     """CONDITIONING for a prompt, as CLIPTextEncode makes it."""
     tokens = clip.tokenize(text)
     return clip.encode_from_tokens_scheduled(tokens)
+
+
+def checkpoint_names() -> list[str]:
+    import folder_paths
+
+    return folder_paths.get_filename_list("checkpoints")
+
+
+def checkpoint_path(name: str) -> str:
+    import folder_paths
+
+    name = safe_relative_name("ckpt_name", name)
+    path = folder_paths.get_full_path("checkpoints", name)
+    if path is None:
+        raise InputError("ckpt_name", f"{name!r} is not in ComfyUI's checkpoints folders")
+    return path
+
+
+def dataset_folder(path: str):
+    """An absolute folder, or one relative to ComfyUI's input directory."""
+    from pathlib import Path
+
+    import folder_paths
+
+    if not isinstance(path, str) or not path.strip():
+        raise InputError("dataset", "give a folder of training images (absolute, or relative to ComfyUI's input folder)")
+    folder = Path(path.strip()).expanduser()
+    return folder if folder.is_absolute() else Path(folder_paths.get_input_directory()) / folder
+
+
+def concept_output_folder():
+    """The first loras folder, under word2scene/ (so LoraLoader and Concept Loader list it)."""
+    from pathlib import Path
+
+    import folder_paths
+
+    return Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / "word2scene"
+
+
+def images_to_tensor(images) -> "torch.Tensor":
+    """PIL images (same size) -> ComfyUI IMAGE, B x H x W x 3 floats in 0-1."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images]))
+
+
+def free_device_memory() -> str:
+    """Unload ComfyUI's models from the device before training; returns the device to train on."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+    device = mm.get_torch_device()
+    return "cpu" if device.type == "cpu" else str(device)
+
+
+class TrainingReporter:
+    """Progress bar, live messages for the frontend (loss, ETA, previews) and Cancel."""
+
+    EVENT = "word2scene.training"
+
+    def __init__(self, node_id: str, total: int):
+        import comfy.utils
+
+        self.node_id = node_id
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def _send(self, payload: dict) -> None:
+        try:
+            from server import PromptServer
+
+            PromptServer.instance.send_sync(self.EVENT, {"node": self.node_id, **payload})
+        except Exception:  # no server (in-process use): progress bar only
+            pass
+
+    def progress(self, p) -> None:
+        if not self.should_stop():  # ComfyUI's progress hook raises on Cancel; let training save its state first
+            self.bar.update_absolute(p.step, p.total)
+        self._send({"step": p.step, "total": p.total, "loss": p.loss, "lr": p.lr, "eta": p.eta,
+                    "elapsed": p.elapsed, "images_per_second": p.images_per_second})
+
+    def preview(self, step: int, images) -> None:
+        import base64
+        import io
+
+        encoded = []
+        for image in images[:4]:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+        self._send({"step": step, "previews": encoded})
+
+    def done(self, summary: dict) -> None:
+        self._send({"summary": summary})
+
+    @staticmethod
+    def should_stop() -> bool:
+        import comfy.model_management as mm
+
+        return bool(mm.processing_interrupted())
+
+    @staticmethod
+    def raise_interrupt() -> None:
+        import comfy.model_management as mm
+
+        mm.throw_exception_if_processing_interrupted()

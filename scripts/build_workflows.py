@@ -21,6 +21,8 @@ OUTPUTS = {
     "KSampler": [("LATENT", "LATENT")],
     "VAEDecode": [("IMAGE", "IMAGE")],
     "SaveImage": [],
+    "W2S_TrainConcept": [("concept", "W2S_CONCEPT"), ("loss_curve", "IMAGE"), ("previews", "IMAGE")],
+    "PreviewImage": [],
     "W2S_ScenePrompt": [("positive", "STRING"), ("negative", "STRING"), ("report", "STRING"),
                         ("positive_cond", "CONDITIONING"), ("negative_cond", "CONDITIONING")],
 }
@@ -32,9 +34,10 @@ INPUTS = {
     "VAEDecode": [("samples", "LATENT"), ("vae", "VAE")],
     "SaveImage": [("images", "IMAGE")],
     "W2S_ScenePrompt": [("concept", "W2S_CONCEPT"), ("clip", "CLIP")],
+    "PreviewImage": [("images", "IMAGE")],
 }
 TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept",
-          "W2S_ScenePrompt": "Word2Scene Scene Prompt"}
+          "W2S_ScenePrompt": "Word2Scene Scene Prompt", "W2S_TrainConcept": "Word2Scene Train Concept"}
 
 
 def build(graph, positions) -> dict:
@@ -102,7 +105,30 @@ def scene_prompt() -> dict:
     return build(graph, positions)
 
 
-WORKFLOW_SOURCES = {"word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}
+def train_then_generate() -> dict:
+    """Train a concept from a folder (in ComfyUI's input folder), then generate with it."""
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_TrainConcept", ["v1-5-pruned-emaonly.safetensors", "word2scene_dataset", "airport",
+                                 "gs, geographic scene", 1000, 0, 16, 16.0, 1e-4, 1, 512, 0, "fixed", "airport_concept", 100, True,
+                                 "attention", False, 100, 20, False], {}),
+        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
+        (4, "W2S_ScenePrompt", ["airport", "word2scene", 1, 0, "fixed"], {"concept": (2, 0), "clip": (3, 1)}),
+        (6, "EmptyLatentImage", [512, 512, 1], {}),
+        (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
+         {"model": (3, 0), "positive": (4, 3), "negative": (4, 4), "latent_image": (6, 0)}),
+        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+        (9, "SaveImage", ["word2scene/trained_airport"], {"images": (8, 0)}),
+        (10, "PreviewImage", [], {"images": (2, 1)}),
+        (11, "PreviewImage", [], {"images": (2, 2)}),
+    ]
+    positions = {1: (40, 560), 2: (40, 40), 3: (460, 420), 4: (820, 300), 6: (820, 620), 7: (1180, 360),
+                 8: (1540, 360), 9: (1780, 360), 10: (460, 40), 11: (820, 40)}
+    return build(graph, positions)
+
+
+WORKFLOW_SOURCES = {"word2scene_train_then_generate": train_then_generate,
+"word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}
 
 
 def main() -> None:

@@ -97,7 +97,8 @@ class ComfyServer:
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())
+                body = r.read()
+                return json.loads(body) if body.strip() else {}
         except urllib.error.HTTPError as exc:
             raise RuntimeError(f"POST {path} -> {exc.code}: {exc.read().decode(errors='replace')}") from None
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from conftest import SHARED
 from comfy_harness import ROOT, ComfyServer, comfyui_path, comfyui_python, pack_errors, ui_to_api
 
 pytestmark = pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is not set: no ComfyUI checkout to "
@@ -56,7 +57,8 @@ def _one_word_prompt(server, concept_name=CONCEPT_NAME, workflow_name="word2scen
     prompt = ui_to_api(workflow, server.get("/object_info"))
     by_type = {node["class_type"]: node for node in prompt.values()}
     by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
-    by_type["W2S_ConceptLoader"]["inputs"]["concept_name"] = concept_name
+    if "W2S_ConceptLoader" in by_type:
+        by_type["W2S_ConceptLoader"]["inputs"]["concept_name"] = concept_name
     by_type["EmptyLatentImage"]["inputs"].update(width=64, height=64)
     by_type["KSampler"]["inputs"]["steps"] = 2
     return prompt
@@ -90,6 +92,62 @@ def test_scene_prompt_workflow_runs_with_a_user_knowledge_file(server):
     images = entry["outputs"]["9"]["images"]
     with Image.open(server.base / "output" / images[0]["subfolder"] / images[0]["filename"]) as image:
         assert image.size == (64, 64)
+
+
+@pytest.fixture(scope="module")
+def airport_input(server):
+    """Four real airport images with captions in ComfyUI's input folder (input/w2s_airport)."""
+    import shutil
+
+    data = server.base / "input" / "w2s_airport"
+    (data / "airport").mkdir(parents=True)
+    rows = [json.loads(line) for line in (SHARED / "data" / "rs_scenes" / "captions.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["class"] == "airport"][:4]
+    for r in rows:
+        shutil.copy(SHARED / "data" / "rs_scenes" / r["file"], data / r["file"])
+    (data / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return data
+
+
+def test_train_then_generate_workflow(server, airport_input):
+    prompt = _one_word_prompt(server, workflow_name="word2scene_train_then_generate")
+    prompt["2"]["inputs"].update(ckpt_name="sd15_random.safetensors", dataset="w2s_airport", steps=2, resolution=64,
+                                 rank=4, alpha=4.0, preview_every=0, preview_steps=2, save_every=1)
+    entry = server.run_prompt(prompt, timeout=900)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = server.base / "models" / "loras" / "word2scene" / "airport_concept.safetensors"
+    from word2scene.concept import read_concept
+    concept = read_concept(saved)
+    assert concept.info.training.steps == 2 and concept.info.concepts == ["airport"] and len(concept.lora) == 128
+    assert len(entry["outputs"]["10"]["images"]) == 1 and len(entry["outputs"]["11"]["images"]) == 1
+    assert "word2scene/airport_concept.safetensors" in server.get("/object_info/W2S_ConceptLoader")[
+        "W2S_ConceptLoader"]["input"]["required"]["concept_name"][0]
+    prompt["2"]["inputs"]["seed"] = 1  # a changed input re-runs the node; the file exists now
+    again = server.run_prompt(prompt)
+    assert again["status"]["status_str"] == "error" and "exists" in json.dumps(again["status"]["messages"])
+
+
+def test_cancel_stops_training_and_leaves_a_resumable_checkpoint(server, airport_input):
+    import time
+
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    full = ui_to_api(workflow, server.get("/object_info"))
+    prompt = {"2": full["2"], "10": full["10"]}
+    prompt["2"]["inputs"].update(ckpt_name="sd15_random.safetensors", dataset="w2s_airport", steps=500, resolution=64,
+                                 rank=4, alpha=4.0, preview_every=0, save_every=0, save_name="cancelled", seed=7)
+    prompt_id = server.post("/prompt", {"prompt": prompt, "client_id": "w2s-tests"})["prompt_id"]
+    deadline = time.time() + 120
+    while not server.get("/queue")["queue_running"] and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    server.post("/interrupt", {})
+    while prompt_id not in server.get(f"/history/{prompt_id}") and time.time() < deadline + 300:
+        time.sleep(0.5)
+    status = server.get(f"/history/{prompt_id}")[prompt_id]["status"]
+    assert "execution_interrupted" in json.dumps(status["messages"])
+    states = sorted((server.base / "models" / "loras" / "word2scene").glob("cancelled.state-*.pt"))
+    assert len(states) == 1 and not (server.base / "models" / "loras" / "word2scene" / "cancelled.safetensors").exists()
+    assert server.get("/system_stats")
 
 
 def test_bad_concept_is_a_clear_error_and_the_server_lives(server):

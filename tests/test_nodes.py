@@ -25,7 +25,8 @@ def pack():
 
 
 def test_mappings_ids_names_and_category(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept", "W2S_ScenePrompt"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept", "W2S_ScenePrompt",
+                                             "W2S_TrainConcept"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     assert all(v.startswith("Word2Scene ") for v in pack.NODE_DISPLAY_NAME_MAPPINGS.values())
     assert pack.WEB_DIRECTORY == "./js" and (ROOT / "js" / "word2scene.js").is_file()
@@ -54,7 +55,9 @@ def test_apply_concept_refuses_strength_out_of_range(pack):
 
 
 def _our_inputs(cls) -> dict:
-    spec = cls.INPUT_TYPES() if cls.__name__ != "ConceptLoader" else {"required": {}}  # needs folder_paths
+    if cls.__name__ in ("ConceptLoader", "TrainConcept"):  # their combos need folder_paths
+        return {}
+    spec = cls.INPUT_TYPES()
     return {**spec.get("required", {}), **spec.get("optional", {})}
 
 
@@ -69,7 +72,7 @@ def test_workflow_links_match_our_node_types(pack, path):
         if src_cls is not None:
             assert src_cls.RETURN_TYPES[src_slot] == kind
         dst_cls = pack.NODE_CLASS_MAPPINGS.get(nodes[dst]["type"])
-        if dst_cls is not None and dst_cls.__name__ != "ConceptLoader":
+        if dst_cls is not None and _our_inputs(dst_cls):
             assert _our_inputs(dst_cls)[nodes[dst]["inputs"][dst_slot]["name"]][0] == kind
     for node in workflow["nodes"]:
         assert node["type"] in pack.NODE_CLASS_MAPPINGS or not node["type"].startswith("W2S_")

@@ -79,6 +79,48 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("review")
     cg.add_argument("--into", required=True, help="user knowledge YAML (created or updated)")
 
+    t = sub.add_parser("train", help="train a concept LoRA on a folder of RS images",
+                       description="Train a concept LoRA. Several GPUs or machines: "
+                       "accelerate launch -m word2scene train DATASET ... (same options).")
+    t.add_argument("dataset", help="captions.jsonl folder, kohya '10_name' folders, class folders, or a flat folder")
+    _add_model_args(t)
+    t.add_argument("--concept", action="append", default=[], metavar="WORD",
+                   help="concept word(s): restricts class folders to these, or names a flat folder's concept")
+    t.add_argument("--trigger-words", default="gs, geographic scene", help="comma-separated (paper: gs, geographic scene)")
+    t.add_argument("--out", required=True, help="concept .safetensors to write (never overwritten without --overwrite)")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--epochs", type=int, default=0, help="train for whole epochs instead of --steps")
+    t.add_argument("--rank", type=int, default=16)
+    t.add_argument("--alpha", type=float, default=16.0)
+    t.add_argument("--rslora", action="store_true", help="rank-stabilised scaling alpha/sqrt(rank)")
+    t.add_argument("--modules", default="attention", choices=("attention", "kohya"),
+                   help="attention: to_q/k/v/out (paper, 128 modules); kohya: + proj_in/out and ff (192)")
+    t.add_argument("--text-encoder", action="store_true", help="also train a text-encoder LoRA")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--lr-scheduler", default="constant", help="constant, linear, cosine, constant_with_warmup, ...")
+    t.add_argument("--warmup", type=int, default=0)
+    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--grad-accumulation", type=int, default=1)
+    t.add_argument("--max-grad-norm", type=float, default=1.0)
+    t.add_argument("--min-snr-gamma", type=float, default=0.0, help="min-SNR weighting (e.g. 5); 0 = off")
+    t.add_argument("--noise-offset", type=float, default=0.0)
+    t.add_argument("--caption-dropout", type=float, default=0.0)
+    t.add_argument("--resolution", type=int, default=512)
+    t.add_argument("--augment", default="dihedral", choices=("none", "flip", "dihedral"))
+    t.add_argument("--bands", default="1,2,3", help="1-based bands of multi-band images (default 1,2,3)")
+    t.add_argument("--split", default="train", help="captions.jsonl split to use; 'all' for every row")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save-every", type=int, default=0, help="write a resumable state every N steps beside --out")
+    t.add_argument("--keep-states", type=int, default=3)
+    t.add_argument("--resume", help="a state file written by --save-every")
+    t.add_argument("--preview-every", type=int, default=0, help="write preview images every N steps")
+    t.add_argument("--preview-steps", type=int, default=20)
+    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
+    t.add_argument("--deterministic", action="store_true",
+                   help="bit-reproducible runs: deterministic kernels and one CPU thread (slower)")
+
     i = sub.add_parser("info", help="print a concept file's metadata")
     i.add_argument("concept", help="concept (LoRA) .safetensors")
     i.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
@@ -204,6 +246,81 @@ def cmd_concepts(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .errors import InputError as _InputError
+    from .images import save_png
+    from .models import load_sd15
+    from .training import TrainConfig, TrainingError, loss_curve, train
+
+    try:
+        bands = tuple(int(b) for b in args.bands.split(","))
+    except ValueError:
+        raise _InputError("--bands", f"{args.bands!r}; give 1-based band numbers like 1,2,3") from None
+    if len(bands) != 3 or min(bands) < 1:
+        raise _InputError("--bands", f"{args.bands!r}; give three 1-based band numbers like 4,3,2")
+    cfg = TrainConfig(concepts=args.concept, trigger_words=[w.strip() for w in args.trigger_words.split(",") if w.strip()],
+                      steps=args.steps, epochs=args.epochs, rank=args.rank, alpha=args.alpha, rslora=args.rslora,
+                      module_set=args.modules, text_encoder=args.text_encoder, learning_rate=args.lr,
+                      lr_scheduler=args.lr_scheduler, warmup_steps=args.warmup, batch_size=args.batch,
+                      grad_accumulation=args.grad_accumulation, max_grad_norm=args.max_grad_norm,
+                      min_snr_gamma=args.min_snr_gamma, noise_offset=args.noise_offset,
+                      caption_dropout=args.caption_dropout, resolution=args.resolution, augment=args.augment,
+                      bands=bands, split=None if args.split == "all" else args.split, seed=args.seed,
+                      save_every=args.save_every, keep_states=args.keep_states, preview_every=args.preview_every,
+                      preview_steps=args.preview_steps, gradient_checkpointing=args.gradient_checkpointing,
+                      mixed_precision=args.mixed_precision).check()
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise _InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    if args.deterministic:
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        if args.device == "cpu":
+            torch.set_num_threads(1)
+    sd = load_sd15(args.checkpoint, args.model)
+    bar = _TrainBar()
+    previews = out.with_name(out.stem + ".previews")
+
+    def on_preview(step, images):
+        for n, image in enumerate(images):
+            save_png(image, previews / f"step_{step:06d}_{n}.png", overwrite=True)
+
+    try:
+        result = train(sd, args.dataset, out, cfg, kb=_knowledge(), resume=args.resume, overwrite=args.overwrite,
+                       device=args.device, base_model_hash=sd.source, on_progress=bar.update, on_preview=on_preview,
+                       release_unused=True)
+    except TrainingError as exc:
+        print(f"word2scene: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    save_png(loss_curve(result.losses), out.with_name(out.stem + ".loss.png"), overwrite=True)
+    skipped = result.summary["skipped_images"]
+    print(f"wrote {out}: {result.summary['steps']} steps on {result.summary['images']} images, final loss "
+          f"{result.summary['final_loss']:.4f}" + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
+    return 0
+
+
+class _TrainBar:
+    """tqdm bar with step, loss and ETA."""
+
+    def __init__(self):
+        self.bar = None
+
+    def update(self, p) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=p.total, initial=p.step - 1, unit="step", dynamic_ncols=True)
+        self.bar.update(p.step - self.bar.n)
+        self.bar.set_postfix(loss=f"{p.loss:.4f}", lr=f"{p.lr:.2e}", img_s=f"{p.images_per_second:.2f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_info(args) -> int:
     from dataclasses import asdict
 
@@ -221,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
-                "concepts": cmd_concepts}[args.command](args)
+                "concepts": cmd_concepts, "train": cmd_train}[args.command](args)
     except InputError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 2

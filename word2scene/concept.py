@@ -362,7 +362,10 @@ def save_concept(concept: Concept, path: str | os.PathLike, overwrite: bool = Fa
         info.alpha = info.alpha or float(next(iter(concept.lora.values())).alpha)
         info.module_set = info.module_set or lora_keys.module_set_of(concept.lora)
     tensors = concept.state_dict()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata=concept_metadata(concept, tensors))
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            save_file(tensors, str(tmp), metadata=concept_metadata(concept, tensors))
+    except OSError as exc:
+        raise InputError("out", f"could not write {path} ({exc.strerror or exc}); any previous file there is intact") from None
     concept.path = path
     return path

@@ -1,0 +1,161 @@
+"""Benchmark of concept training.
+
+1. Throughput and peak memory against the reference diffusers example script
+   examples/text_to_image/train_text_to_image_lora.py (public huggingface/diffusers
+   repository; used beside the project, never copied into it: pass its path with
+   --reference) at identical settings: the same random-weight full-size SD1.5 (a diffusers
+   folder both load), resolution, rank (alpha = rank), batch, steps, 8 real airport images.
+   Step time = difference of wall times of an N1- and an N2-step run, so start-up cancels.
+2. Model FLOP utilisation of our step against this machine's measured fp32 matmul peak.
+3. Learning signal on real data (tiny model): train on one class's train split, then
+   held-out denoising loss on that class and on other classes, before and after.
+
+Usage: python bench/bench_training.py --reference PATH/train_text_to_image_lora.py
+                                      [--resolution 256] [--steps 2,6] [--rank 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
+FWD_TFLOP_512 = 0.80  # one SD1.5 UNet forward at 512 x 512 (shared/docs/anchors.md); scales with pixels
+
+
+def run_measured(cmd: list[str], env=None) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GiB) of one command (GNU time)."""
+    t = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{done.stderr[-3000:]}")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    return wall, rss_kb / 1024**2
+
+
+def prepare(work: Path) -> tuple[Path, Path, Path]:
+    from word2scene.models import build_random, sd15_configs
+
+    model = work / "sd15-random-diffusers"
+    if not (model / "model_index.json").exists():
+        sd = build_random(sd15_configs(), seed=0, name="sd15-random")
+        for name in ("unet", "vae", "text_encoder"):
+            getattr(sd, name).save_pretrained(model / name)
+        sd.tokenizer.save_pretrained(model / "tokenizer")
+        from diffusers import DDPMScheduler
+        DDPMScheduler.from_config({**sd.configs["scheduler"], "_class_name": "DDPMScheduler"}).save_pretrained(model / "scheduler")
+        (model / "model_index.json").write_text(json.dumps({
+            "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
+            "feature_extractor": [None, None], "requires_safety_checker": False}))
+    rows = [json.loads(line) for line in (SHARED / "captions.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["class"] == "airport" and r["split"] == "train"][:8]
+    ours, theirs = work / "data-ours", work / "data-theirs"
+    for folder in (ours / "airport", theirs):
+        folder.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        shutil.copy(SHARED / r["file"], ours / r["file"])
+        shutil.copy(SHARED / r["file"], theirs / Path(r["file"]).name)
+    (ours / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (theirs / "metadata.jsonl").write_text("\n".join(json.dumps({"file_name": Path(r["file"]).name,
+                                                                  "text": r["caption"]}) for r in rows) + "\n")
+    return model, ours, theirs
+
+
+def matmul_peak() -> float:
+    """Measured fp32 matmul throughput (TFLOP/s) on this machine's threads."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best / 1e12
+
+
+def learning_signal(steps: int = 150) -> list[tuple[str, float, float]]:
+    from word2scene.knowledge import load_knowledge
+    from word2scene.models import build_tiny
+    from word2scene.training import TrainConfig, denoising_loss, train
+
+    kb = load_knowledge(extra_dirs=[])
+    sd = build_tiny()
+    cfg = TrainConfig(concepts=["airport"], steps=steps, resolution=64, rank=8, alpha=8.0, learning_rate=1e-3)
+    classes = ["airport", "beach", "forest", "dense_residential", "storage_tanks", "desert"]
+    before = {c: denoising_loss(sd, SHARED, cfg, kb, split="heldout", concepts=[c]) for c in classes}
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / "w2s-bench-signal.safetensors"
+    train(sd, SHARED, out, cfg, kb=kb, overwrite=True)
+    after = {c: denoising_loss(sd, SHARED, cfg, kb, split="heldout", concepts=[c]) for c in classes}
+    return [(c, before[c], after[c]) for c in classes]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reference", default=os.environ.get("W2S_DIFFUSERS_LORA_SCRIPT"),
+                    help="path of diffusers' examples/text_to_image/train_text_to_image_lora.py")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--steps", default="2,6")
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--work", default="/tmp/w2s-bench-train")
+    args = ap.parse_args()
+    n1, n2 = (int(x) for x in args.steps.split(","))
+    work = Path(args.work)
+    model, ours_data, theirs_data = prepare(work)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    results = {}
+    for n in (n1, n2):
+        out = work / f"ours-{n}.safetensors"
+        results[("ours", n)] = run_measured([sys.executable, "-m", "word2scene", "train", str(ours_data), "--checkpoint",
+                                             str(model), "--out", str(out), "--overwrite", "--steps", str(n),
+                                             "--resolution", str(args.resolution), "--rank", str(args.rank), "--alpha",
+                                             str(args.rank), "--batch", "1", "--augment", "flip"], env)
+        if args.reference:
+            results[("ref", n)] = run_measured([sys.executable, args.reference, "--pretrained_model_name_or_path",
+                                                str(model), "--train_data_dir", str(theirs_data), "--resolution",
+                                                str(args.resolution), "--train_batch_size", "1", "--max_train_steps",
+                                                str(n), "--rank", str(args.rank), "--output_dir", str(work / f"ref-{n}"),
+                                                "--seed", "0", "--dataloader_num_workers", "0", "--random_flip",
+                                                "--center_crop", "--learning_rate", "1e-4"], env)
+    pixels = (args.resolution / 512) ** 2
+    step_flops = 2 * FWD_TFLOP_512 * pixels * 1e12  # a LoRA step ~ 2 forwards (anchors.md)
+    peak = matmul_peak()
+    print(f"\nSD1.5 random full size, {args.resolution} px, rank {args.rank}, batch 1, 8 real airport images; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; step time from {n1}- and {n2}-step runs\n")
+    print("| measurement | word2scene | diffusers train_text_to_image_lora.py | ratio |")
+    print("|---|---|---|---|")
+    ours_step = (results[("ours", n2)][0] - results[("ours", n1)][0]) / (n2 - n1)
+    ours_mem = max(results[("ours", n)][1] for n in (n1, n2))
+    if args.reference:
+        ref_step = (results[("ref", n2)][0] - results[("ref", n1)][0]) / (n2 - n1)
+        ref_mem = max(results[("ref", n)][1] for n in (n1, n2))
+        print(f"| throughput (images/s) | {1 / ours_step:.3f} | {1 / ref_step:.3f} | {ref_step / ours_step:.2f}x |")
+        print(f"| peak memory (GiB RSS) | {ours_mem:.2f} | {ref_mem:.2f} | {ours_mem / ref_mem:.2f}x |")
+        print(f"| wall time, {n2} steps incl. start-up (s) | {results[('ours', n2)][0]:.1f} | {results[('ref', n2)][0]:.1f} | "
+              f"{results[('ref', n2)][0] / results[('ours', n2)][0]:.2f}x |")
+    else:
+        print(f"| throughput (images/s) | {1 / ours_step:.3f} | (pass --reference) | - |")
+        print(f"| peak memory (GiB RSS) | {ours_mem:.2f} | (pass --reference) | - |")
+    print(f"\nMFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured fp32 matmul peak "
+          f"= {step_flops / ours_step / 1e12 / peak:.1%}\n")
+    print("| held-out class (tiny model trained on airport, 150 steps) | loss before | loss after | change |")
+    print("|---|---|---|---|")
+    for cls, before, after in learning_signal():
+        print(f"| {cls} | {before:.4f} | {after:.4f} | {(after - before) / before:+.1%} |")
+
+
+if __name__ == "__main__":
+    main()
