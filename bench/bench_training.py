@@ -115,7 +115,8 @@ def main() -> None:
     n1, n2 = (int(x) for x in args.steps.split(","))
     work = Path(args.work)
     model, ours_data, theirs_data = prepare(work)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     results = {}
     for n in (n1, n2):
         out = work / f"ours-{n}.safetensors"

@@ -4,6 +4,7 @@ Node ids are prefixed W2S_ and never change: saved workflows refer to them.
 """
 from .concept_nodes import ApplyConcept, ConceptLoader
 from .prompt_nodes import ScenePrompt
+from .heatmap_nodes import ExplainImage, Heatmap, KSamplerHeatmaps
 from .training_nodes import TrainConcept
 
 NODE_CLASS_MAPPINGS = {
@@ -11,6 +12,9 @@ NODE_CLASS_MAPPINGS = {
     "W2S_ApplyConcept": ApplyConcept,
     "W2S_ScenePrompt": ScenePrompt,
     "W2S_TrainConcept": TrainConcept,
+    "W2S_KSamplerHeatmaps": KSamplerHeatmaps,
+    "W2S_Heatmap": Heatmap,
+    "W2S_ExplainImage": ExplainImage,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -18,6 +22,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "W2S_ApplyConcept": "Word2Scene Apply Concept",
     "W2S_ScenePrompt": "Word2Scene Scene Prompt",
     "W2S_TrainConcept": "Word2Scene Train Concept",
+    "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)",
+    "W2S_Heatmap": "Word2Scene Heat Map",
+    "W2S_ExplainImage": "Word2Scene Explain Image",
 }
 
 

@@ -23,6 +23,11 @@ OUTPUTS = {
     "SaveImage": [],
     "W2S_TrainConcept": [("concept", "W2S_CONCEPT"), ("loss_curve", "IMAGE"), ("previews", "IMAGE")],
     "PreviewImage": [],
+    "W2S_KSamplerHeatmaps": [("LATENT", "LATENT"), ("heatmaps", "W2S_HEATMAPS")],
+    "W2S_ExplainImage": [("heatmaps", "W2S_HEATMAPS")],
+    "W2S_Heatmap": [("overlays", "IMAGE"), ("masks", "MASK"), ("scores", "STRING")],
+    "MaskToImage": [("IMAGE", "IMAGE")],
+    "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
     "W2S_ScenePrompt": [("positive", "STRING"), ("negative", "STRING"), ("report", "STRING"),
                         ("positive_cond", "CONDITIONING"), ("negative_cond", "CONDITIONING")],
 }
@@ -35,9 +40,16 @@ INPUTS = {
     "SaveImage": [("images", "IMAGE")],
     "W2S_ScenePrompt": [("concept", "W2S_CONCEPT"), ("clip", "CLIP")],
     "PreviewImage": [("images", "IMAGE")],
+    "W2S_KSamplerHeatmaps": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                             ("latent_image", "LATENT"), ("clip", "CLIP")],
+    "W2S_ExplainImage": [("image", "IMAGE"), ("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")],
+    "W2S_Heatmap": [("heatmaps", "W2S_HEATMAPS"), ("image", "IMAGE")],
+    "MaskToImage": [("mask", "MASK")],
 }
 TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept",
-          "W2S_ScenePrompt": "Word2Scene Scene Prompt", "W2S_TrainConcept": "Word2Scene Train Concept"}
+          "W2S_ScenePrompt": "Word2Scene Scene Prompt", "W2S_TrainConcept": "Word2Scene Train Concept",
+          "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)", "W2S_ExplainImage": "Word2Scene Explain Image",
+          "W2S_Heatmap": "Word2Scene Heat Map"}
 
 
 def build(graph, positions) -> dict:
@@ -127,7 +139,38 @@ def train_then_generate() -> dict:
     return build(graph, positions)
 
 
-WORKFLOW_SOURCES = {"word2scene_train_then_generate": train_then_generate,
+def interpretability() -> dict:
+    """Generate with heat maps, and explain a real image (input/word2scene_church.jpg)."""
+    prompt = "gs, geographic scene, a church with a blue roof near red buildings"
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
+        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
+        (4, "CLIPTextEncode", [prompt], {"clip": (3, 1)}),
+        (5, "CLIPTextEncode", [""], {"clip": (3, 1)}),
+        (6, "EmptyLatentImage", [512, 512, 1], {}),
+        (7, "W2S_KSamplerHeatmaps", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0, prompt],
+         {"model": (3, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (6, 0), "clip": (3, 1)}),
+        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+        (9, "W2S_Heatmap", ["gs, geographic scene, church, blue roof, red buildings", 0.4],
+         {"heatmaps": (7, 1), "image": (8, 0)}),
+        (10, "SaveImage", ["word2scene/heatmap_overlay"], {"images": (9, 0)}),
+        (11, "MaskToImage", [], {"mask": (9, 1)}),
+        (12, "SaveImage", ["word2scene/heatmap_mask"], {"images": (11, 0)}),
+        (13, "LoadImage", ["word2scene_church.jpg", "image"], {}),
+        (14, "W2S_ExplainImage", ["gs, geographic scene, church, blue roof", "100, 300, 500", 0, "fixed"],
+         {"image": (13, 0), "model": (3, 0), "clip": (3, 1), "vae": (1, 2)}),
+        (15, "W2S_Heatmap", ["gs, geographic scene, church, blue roof", 0.4], {"heatmaps": (14, 0), "image": (13, 0)}),
+        (16, "SaveImage", ["word2scene/explained"], {"images": (15, 0)}),
+    ]
+    positions = {1: (40, 200), 2: (40, 420), 3: (400, 300), 4: (760, 120), 5: (760, 330), 6: (760, 520),
+                 7: (1120, 260), 8: (1480, 160), 9: (1720, 260), 10: (2080, 120), 11: (2080, 420), 12: (2320, 420),
+                 13: (760, 760), 14: (1120, 760), 15: (1480, 760), 16: (1840, 760)}
+    return build(graph, positions)
+
+
+WORKFLOW_SOURCES = {"word2scene_interpretability": interpretability,
+"word2scene_train_then_generate": train_then_generate,
 "word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}
 
 

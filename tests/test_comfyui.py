@@ -60,7 +60,9 @@ def _one_word_prompt(server, concept_name=CONCEPT_NAME, workflow_name="word2scen
     if "W2S_ConceptLoader" in by_type:
         by_type["W2S_ConceptLoader"]["inputs"]["concept_name"] = concept_name
     by_type["EmptyLatentImage"]["inputs"].update(width=64, height=64)
-    by_type["KSampler"]["inputs"]["steps"] = 2
+    for sampler in ("KSampler", "W2S_KSamplerHeatmaps"):
+        if sampler in by_type:
+            by_type[sampler]["inputs"]["steps"] = 2
     return prompt
 
 
@@ -174,3 +176,37 @@ def test_apply_concept_equals_lora_loader_and_the_standalone_core(sd15_random_ch
     assert result["unet_changed_tensors"] == 192 and result["clip_changed_tensors"] == 48
     assert result["standalone_checked_modules"] == 240
     assert result["standalone_vs_comfy_max_abs"] < 1e-5
+
+
+def test_comfyui_and_diffusers_heatmap_back_ends_agree(sd15_random_checkpoint, tmp_path):
+    (tmp_path / "w2s_pack").symlink_to(ROOT)
+    image = SHARED / "data" / "rs_scenes" / "church" / "000.jpg"
+    done = subprocess.run([comfyui_python(), str(Path(__file__).parent / "comfy_compare_heatmaps.py"), str(comfyui_path()),
+                           str(tmp_path), "w2s_pack", str(sd15_random_checkpoint), str(image)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["same_labels"] and result["layers"] == 16
+    assert result["labels"] == ["gs", "geographic", "scene", "church", "blue", "roof", "church#2"]
+    assert result["max_abs"] <= 1e-3 * result["max_value"], result
+    assert result["normalized_max_abs"] < 1e-2, result
+
+
+def test_interpretability_workflow_saves_overlays_and_masks(server):
+    import shutil
+
+    shutil.copy(SHARED / "data" / "rs_scenes" / "church" / "000.jpg", server.base / "input" / "word2scene_church.jpg")
+    prompt = _one_word_prompt(server, workflow_name="word2scene_interpretability")
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    outputs = entry["outputs"]
+    assert len(outputs["10"]["images"]) == 5 and len(outputs["12"]["images"]) == 5  # 5 words: overlays, masks
+    assert len(outputs["16"]["images"]) == 4  # the explained real image, 4 words
+    for item in outputs["10"]["images"] + outputs["12"]["images"]:
+        with Image.open(server.base / "output" / item["subfolder"] / item["filename"]) as im:
+            assert im.size == (64, 64)
+    with Image.open(server.base / "output" / outputs["16"]["images"][0]["subfolder"] / outputs["16"]["images"][0]["filename"]) as im:
+        assert im.size == (150, 150)  # maps made at 144 x 144 (a multiple of 8), shown on the 150 px image
+    assert "resized to 150 x 150" in outputs["15"]["text"][0]
+    assert "blue roof: mean" in outputs["9"]["text"][0]
+    assert not pack_errors(server.log())

@@ -55,6 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negative", default=None, help="negative prompt (default: the expander's; empty for word2scene)")
     g.add_argument("--out", help="PNG to write (default: outputs/<word>_<seed>_NNNNN.png, never overwriting)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g.add_argument("--process", metavar="FILE", help="also write the denoising process (x0 prediction) as .webp or .gif")
+    g.add_argument("--process-every", type=int, default=0, help="frame every K steps (default: steps/10)")
+
+    h = sub.add_parser("heatmap", help="cross-attention heat maps: which words drive which pixels")
+    h.add_argument("prompt", help="the prompt (ComfyUI '(word:1.2)' weights allowed)")
+    _add_model_args(h)
+    _add_concept_args(h)
+    h.add_argument("--image", help="explain this real image instead of generating one")
+    h.add_argument("--words", default="", help="comma-separated words or phrases (default: every content word)")
+    h.add_argument("--timesteps", default="100,300,500", help="with --image: DDPM timesteps to noise at")
+    h.add_argument("--threshold", type=float, default=0.4, help="mask threshold on the normalised map")
+    h.add_argument("--steps", type=_positive_int, default=30)
+    h.add_argument("--cfg", type=float, default=7.0)
+    h.add_argument("--seed", type=_positive_int, default=0)
+    h.add_argument("--width", type=_positive_int, default=512)
+    h.add_argument("--height", type=_positive_int, default=512)
+    h.add_argument("--negative", default="")
+    h.add_argument("--process", metavar="FILE", help="the process as .webp/.gif: x0 prediction and the word maps forming")
+    h.add_argument("--process-every", type=int, default=0, help="frame every K steps (default: steps/10)")
+    h.add_argument("--out", required=True, help="folder for overlays, grid, masks and scores.json")
 
     p = sub.add_parser("prompt", help="expand scene word(s) into a prompt (the scene prompt expander)")
     p.add_argument("words", help="a scene word or phrase, or several separated by commas")
@@ -154,7 +174,7 @@ def cmd_generate(args) -> int:
     import torch
 
     from .concept import DEFAULT_TRIGGER_WORDS
-    from .generate import SamplingSettings, generate
+    from .generate import SamplingSettings, decode, generate
     from .prompt import expand
     from .images import save_png
     from .models import load_sd15
@@ -175,7 +195,18 @@ def cmd_generate(args) -> int:
     expansion = expand(word, args.style, args.detail, args.seed, triggers, _knowledge(), sd.tokenizer)
     prompt = expansion.positive
     settings.negative = expansion.negative if args.negative is None else args.negative
-    image = generate(sd, prompt, settings, on_step=_progress(settings.steps))
+    frames = []
+    every = args.process_every or max(1, settings.steps // 10)
+    progress = _progress(settings.steps)
+
+    def on_step(step, total, latents, x0):
+        progress(step, total)
+        if args.process and (step % every == 0 or step == total):
+            frames.append(decode(sd, x0)[0])
+    image = generate(sd, prompt, settings, on_step=on_step)
+    if args.process:
+        from .render import save_animation
+        save_animation(frames, args.process)
     params = {"prompt": prompt, **settings.as_dict(), "sampler": "DDIM", "model": sd.source, "style": args.style,
               "concepts": [{"file": str(c.path), "strength_model": s, "strength_clip": sc} for c, s, sc in applied]}
     save_png(image, out, params, overwrite=args.overwrite)
@@ -184,10 +215,70 @@ def cmd_generate(args) -> int:
 
 
 def _progress(total: int):
-    def on_step(step: int, _total: int, _latents) -> None:
+    def on_step(step: int, _total: int, *_latents) -> None:
         if sys.stderr.isatty() or step == total:
             print(f"\rsampling {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
     return on_step
+
+
+def _safe_stem(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split()) or "word"
+
+
+def cmd_heatmap(args) -> int:
+    import torch
+    from PIL import Image
+
+    from .generate import SamplingSettings
+    from .heatmaps import explain_image, generate_with_heatmaps, masks, normalize, word_scores
+    from .images import save_png
+    from .models import load_sd15
+    from .patching import apply_concepts
+    from .render import grid, mask_image, overlay, save_animation
+
+    words = [w.strip() for w in args.words.split(",") if w.strip()]
+    applied = _load_concepts(args)
+    out = Path(args.out)
+    sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
+    apply_concepts(sd, applied)
+    frames = []
+    if args.image:
+        path = Path(args.image)
+        if not path.is_file():
+            raise InputError("--image", f"{path} does not exist")
+        try:
+            timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()]
+        except ValueError:
+            raise InputError("--timesteps", f"{args.timesteps!r}; give integers like 100,300,500") from None
+        with Image.open(path) as im:
+            image, heat = explain_image(sd, im.convert("RGB"), args.prompt, timesteps, args.seed)
+    else:
+        settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, width=args.width,
+                                    height=args.height, negative=args.negative).check()
+        every = (args.process_every or max(1, settings.steps // 10)) if args.process else 0
+        image, heat, frames = generate_with_heatmaps(sd, args.prompt, settings, every, words)
+    labels, maps = heat.word_maps(words)
+    shown = normalize(maps)[0]
+    m = masks(maps, args.threshold)[0]
+    out.mkdir(parents=True, exist_ok=True)
+    save_png(image, out / "image.png", overwrite=True)
+    overlays = []
+    for i, label in enumerate(labels):
+        overlays.append(overlay(image, shown[i], label))
+        save_png(overlays[-1], out / f"overlay_{i:02d}_{_safe_stem(label)}.png", overwrite=True)
+        save_png(mask_image(m[i]), out / f"mask_{i:02d}_{_safe_stem(label)}.png", overwrite=True)
+    save_png(grid(overlays), out / "grid.png", overwrite=True)
+    scores = {"prompt": args.prompt, "words": labels, "scores": word_scores(labels, maps, args.threshold),
+              "threshold": args.threshold, "passes": heat.passes, "note": heat.note,
+              "capture_bytes": heat.capture.nbytes()}
+    (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
+    if args.process and frames:
+        panels = [grid([x0] + [overlay(x0, maps_[j], lab) for j, lab in enumerate(labs)], columns=len(labs) + 1)
+                  for x0, labs, maps_ in frames]
+        save_animation(panels, args.process)
+    note = f" ({heat.note})" if heat.note else ""
+    print(f"wrote {len(labels)} heat maps to {out}: {', '.join(labels)}{note}")
+    return 0
 
 
 def _knowledge():
@@ -338,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
-                "concepts": cmd_concepts, "train": cmd_train}[args.command](args)
+                "concepts": cmd_concepts, "train": cmd_train, "heatmap": cmd_heatmap}[args.command](args)
     except InputError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 2

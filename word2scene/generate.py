@@ -48,6 +48,38 @@ def encode_text(sd: SD15, texts: list[str]) -> torch.Tensor:
     return sd.text_encoder(ids)[0]
 
 
+@torch.no_grad()
+def encode_columns(sd: SD15, columns: list[int], weights: list[float] | None = None) -> torch.Tensor:
+    """Encode 77-column chunks separately and join them: 1 x (77 * chunks) x D, the way
+    ComfyUI and AUTOMATIC1111 handle prompts past 75 tokens. Weighted tokens move away from
+    the empty prompt's encoding as ComfyUI does: z' = (z - z_empty) * w + z_empty."""
+    from .prompt_tokens import BOS, EOS
+
+    ids = torch.tensor(columns, dtype=torch.long).view(-1, 77).to(sd.device)
+    z = sd.text_encoder(ids)[0]
+    if weights is not None and any(w != 1.0 for w in weights):
+        empty = torch.tensor([[BOS] + [EOS] * 76], dtype=torch.long, device=sd.device)
+        z_empty = sd.text_encoder(empty)[0]
+        w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(-1, 77, 1)
+        z = torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
+    return z.reshape(1, -1, sd.text_encoder.config.hidden_size)
+
+
+def prompt_columns(sd: SD15, prompt: str, negative: str) -> tuple[tuple[list, list], tuple[list, list]]:
+    """(columns, weights) of prompt and negative prompt, the shorter repeated to the same chunk count."""
+    from .prompt_tokens import chunk_tokens
+
+    cond = chunk_tokens(sd.tokenizer, prompt, with_weights=True)
+    uncond = chunk_tokens(sd.tokenizer, negative, with_weights=True)
+    n = max(len(cond[0]), len(uncond[0])) // 77
+
+    def fill(pair):
+        cols, weights = pair
+        k = n - len(cols) // 77
+        return cols + cols[-77:] * k, weights + weights[-77:] * k
+    return fill(cond), fill(uncond)
+
+
 def initial_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Seeded N(0, 1) latents on the CPU (the same on every device)."""
     return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
@@ -63,23 +95,30 @@ def decode(sd: SD15, latents: torch.Tensor) -> list[Image.Image]:
 
 @torch.no_grad()
 def sample(sd: SD15, prompt: str, settings: SamplingSettings,
-           on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """DDIM sampling with classifier-free guidance. Returns latents 1 x 4 x H/8 x W/8."""
+           on_step: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None, tracer=None) -> torch.Tensor:
+    """DDIM sampling with classifier-free guidance. Returns latents 1 x 4 x H/8 x W/8.
+
+    on_step(step, total, latents, x0_prediction); a heat-map `tracer` captures the
+    conditional half of each guidance batch."""
     from diffusers import DDIMScheduler
 
     settings.check()
     scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
     scheduler.set_timesteps(settings.steps)
-    context = encode_text(sd, [settings.negative, prompt]).to(sd.unet.dtype)
+    cond, uncond = prompt_columns(sd, prompt, settings.negative)
+    context = torch.cat([encode_columns(sd, *uncond), encode_columns(sd, *cond)]).to(sd.unet.dtype)
     latents = initial_noise(settings.seed, (1, 4, settings.height // 8, settings.width // 8)).to(sd.device)
     latents = latents * scheduler.init_noise_sigma
+    if tracer is not None:
+        tracer.cond_rows = torch.tensor([1])
     for i, t in enumerate(scheduler.timesteps):
         x = torch.cat([latents, latents]).to(sd.unet.dtype)
         uncond, cond = sd.unet(x, t, encoder_hidden_states=context).sample.float().chunk(2)
         eps = uncond + settings.cfg * (cond - uncond)
-        latents = scheduler.step(eps, t, latents, eta=0.0).prev_sample
+        out = scheduler.step(eps, t, latents, eta=0.0)
+        latents = out.prev_sample
         if on_step is not None:
-            on_step(i + 1, len(scheduler.timesteps), latents)
+            on_step(i + 1, len(scheduler.timesteps), latents, out.pred_original_sample)
     return latents
 
 

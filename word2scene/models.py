@@ -113,14 +113,21 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    unet = UNet2DConditionModel.from_config(configs["unet"])
-    vae = AutoencoderKL.from_config(configs["vae"])
-    text = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in configs["text_encoder"].items() if k != "architectures"}))
+    from contextlib import nullcontext
+
+    from accelerate import init_empty_weights
+
+    # with weights to load, build on the meta device (no random init, no second copy)
+    with init_empty_weights() if states is not None else nullcontext():
+        unet = UNet2DConditionModel.from_config(configs["unet"])
+        vae = AutoencoderKL.from_config(configs["vae"])
+        text = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in configs["text_encoder"].items() if k != "architectures"}))
     models = {"unet": unet, "vae": vae, "text_encoder": text}
     if states is not None:
         states = {**states, "text_encoder": _model_text_state(text, states["text_encoder"])}
         for name, model in models.items():
             _load_strict(model, states[name], name, source)
+            model.to(torch.float32)
     for model in models.values():
         if dtype != torch.float32:
             model.to(dtype)
@@ -137,7 +144,7 @@ def _load_strict(model, state: dict, component: str, source: str) -> None:
         detail = "; ".join((wrong[:3] + [f"missing {k}" for k in missing[:3]]))
         raise InputError("checkpoint", f"{source}: the {component} does not match SD1.5 ({len(missing)} missing, "
                                        f"{len(wrong)} with other shapes): {detail}")
-    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False, assign=True)
 
 
 def build_random(configs: dict, seed: int = 0, dtype=torch.float32, name: str = "random") -> SD15:
