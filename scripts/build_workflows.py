@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+# ComfyUI's template browser serves <pack>/example_workflows/*.json: the same graphs, generated together
+EXAMPLES = WORKFLOWS.parent / "example_workflows"
 
 # Output slots (name, type) of the node types these graphs use.
 OUTPUTS = {
@@ -175,10 +177,11 @@ WORKFLOW_SOURCES = {"word2scene_interpretability": interpretability,
 
 
 def main() -> None:
-    WORKFLOWS.mkdir(exist_ok=True)
-    for name, make in WORKFLOW_SOURCES.items():
-        (WORKFLOWS / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
-        print(f"wrote workflows/{name}.json")
+    for folder in (WORKFLOWS, EXAMPLES):
+        folder.mkdir(exist_ok=True)
+        for name, make in WORKFLOW_SOURCES.items():
+            (folder / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
+            print(f"wrote {folder.name}/{name}.json")
 
 
 if __name__ == "__main__":

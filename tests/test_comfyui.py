@@ -50,6 +50,13 @@ def test_pack_loads_and_lists_its_nodes(server):
     assert info["W2S_ApplyConcept"]["output"] == ["MODEL", "CLIP"]
     log = server.log()
     assert not pack_errors(log), pack_errors(log)[0]
+    # the committed snapshot that CI checks workflows against still describes these nodes
+    snapshot = json.loads((Path(__file__).parent / "data" / "comfyui_core_object_info.json").read_text())
+    for group in ("core", "ours"):
+        for node_id, entry in snapshot[group].items():
+            assert info[node_id]["output"] == entry["output"], node_id
+            live = {g: sorted(info[node_id]["input"].get(g, {})) for g in ("required", "optional")}
+            assert live == {g: sorted(entry["input"].get(g, {})) for g in ("required", "optional")}, node_id
 
 
 def _one_word_prompt(server, concept_name=CONCEPT_NAME, workflow_name="word2scene_one_word_scene"):

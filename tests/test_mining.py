@@ -40,7 +40,7 @@ def test_kohya_sidecars(tmp_path):
     assert phrases["planes"] == 3 and phrases["runways"] == 2
 
 
-@pytest.mark.parametrize("content, message", [("{not json\n", "not a JSON line"), ('{"caption": "x"}\n', "needs a \"class\"")])
+@pytest.mark.parametrize("content, message", [("{not json\n", "not a JSON line"), ('{"caption": "x"}\n', "a line needs 'class'")])
 def test_bad_captions(tmp_path, content, message):
     (tmp_path / "c.jsonl").write_text(content)
     with pytest.raises(InputError, match=message):

@@ -35,6 +35,23 @@ class Sample:
     repeats: int = 1
 
 
+def read_caption_rows(path: Path, required: tuple[str, ...], input_name: str) -> list[dict]:
+    """The rows of a captions.jsonl (the format of shared/data): one JSON object per line,
+    each with the `required` keys; errors name the file and line."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(input_name, f"{path}:{n}: not a JSON line ({exc.msg})") from None
+        if not isinstance(row, dict) or any(k not in row for k in required):
+            raise InputError(input_name, f"{path}:{n}: a line needs {' and '.join(repr(k) for k in required)}")
+        rows.append(row)
+    return rows
+
+
 def concept_word(class_name: str, kb=None) -> str:
     """Class folder/id -> the word used in captions (knowledge-base name when known)."""
     if kb is not None:
@@ -71,19 +88,13 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
     samples: list[Sample] = []
     jsonl = root / "captions.jsonl"
     if jsonl.is_file():
-        for n, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                file, cls = row["file"], str(row["class"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise InputError("dataset", f"{jsonl}:{n}: expected a JSON object with \"file\" and \"class\"") from None
+        for row in read_caption_rows(jsonl, ("file", "class"), "dataset"):
+            file, cls = str(row["file"]), str(row["class"])
             if split is not None and row.get("split", split) != split or not keep(cls):
                 continue
             path = (root / file).resolve()
             if root.resolve() not in path.parents:
-                raise InputError("dataset", f"{jsonl}:{n}: file {file!r} points outside the dataset folder")
+                raise InputError("dataset", f"{jsonl}: file {file!r} points outside the dataset folder")
             samples.append(Sample(path, concept_word(cls, kb), str(row.get("caption", "")).strip()))
     else:
         subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

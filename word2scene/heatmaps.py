@@ -48,7 +48,7 @@ class AttentionCapture:
             return
         batch, heads, positions, tokens = probs.shape
         h, w = layer_shape(*self.latent_size, positions)
-        summed = probs.float().sum(1).transpose(1, 2).reshape(batch, tokens, h, w).cpu()
+        summed = probs.sum(1).transpose(1, 2).reshape(batch, tokens, h, w).to("cpu", torch.float32)
         if layer in self.sums and self.sums[layer].shape == summed.shape:
             self.sums[layer] += summed
         else:
@@ -62,18 +62,27 @@ class AttentionCapture:
 
 def cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, capture: AttentionCapture | None,
                     layer: str, cond_rows: torch.Tensor | None) -> torch.Tensor:
-    """Attention with explicit probabilities. q: B x N x (heads*d), k, v: B x T x (heads*d).
-    Returns B x N x (heads*d); adds the probabilities of `cond_rows` (batch indices) to capture."""
+    """Cross-attention that records probabilities. q: B x N x (heads*d), k, v: B x T x (heads*d).
+    Returns B x N x (heads*d). Rows in `cond_rows` (batch indices) are computed explicitly,
+    softmax(QK^T / sqrt(d)) in fp32, and added to `capture`; the other rows use the fused kernel."""
     b, n, inner = q.shape
     d = inner // heads
     qh = q.view(b, n, heads, d).transpose(1, 2)
     kh = k.view(b, -1, heads, d).transpose(1, 2)
     vh = v.view(b, -1, heads, d).transpose(1, 2)
-    probs = torch.softmax((qh.float() @ kh.float().transpose(-1, -2)) / math.sqrt(d), dim=-1)
-    if capture is not None and cond_rows is not None and len(cond_rows):
-        capture.add(layer, probs[cond_rows])
-    out = (probs.to(vh.dtype) @ vh).transpose(1, 2).reshape(b, n, inner)
-    return out
+    if capture is None or not capture.enabled or cond_rows is None or not len(cond_rows):
+        out = F.scaled_dot_product_attention(qh, kh, vh)
+    else:
+        cond = cond_rows.to(q.device)
+        rest = torch.tensor([i for i in range(b) if i not in set(cond_rows.tolist())], dtype=torch.long, device=q.device)
+        out = torch.empty_like(qh)
+        if len(rest):
+            out[rest] = F.scaled_dot_product_attention(qh[rest], kh[rest], vh[rest])
+        logits = qh[cond].float() @ kh[cond].float().transpose(-1, -2)
+        probs = torch.softmax(logits.mul_(1.0 / math.sqrt(d)), dim=-1)
+        capture.add(layer, probs)
+        out[cond] = (probs.to(vh.dtype) @ vh[cond])
+    return out.transpose(1, 2).reshape(b, n, inner)
 
 
 def conditional_rows(cond_or_uncond: list[int], total_rows: int) -> torch.Tensor | None:

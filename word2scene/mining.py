@@ -9,7 +9,6 @@ trees" does not rank high everywhere.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -50,15 +49,9 @@ def read_captions(source: str | Path) -> dict[str, list[str]]:
         raise InputError("captions", f"{source} does not exist")
     by_class: dict[str, list[str]] = defaultdict(list)
     if source.is_file():
-        for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError("captions", f"{source}:{n}: not a JSON line ({exc.msg})") from None
-            if not isinstance(row, dict) or "class" not in row:
-                raise InputError("captions", f"{source}:{n}: a line needs a \"class\" and \"caption\" or \"captions\"")
+        from .dataset import read_caption_rows
+
+        for row in read_caption_rows(source, ("class",), "captions"):
             captions = row.get("captions") or [row.get("caption", "")]
             by_class[str(row["class"])].extend(c for c in captions if isinstance(c, str) and c.strip())
     else:
