@@ -4,6 +4,7 @@ Node ids are prefixed W2S_ and never change: saved workflows refer to them.
 """
 from .concept_nodes import ApplyConcept, ConceptLoader
 from .prompt_nodes import ScenePrompt
+from .grid_nodes import StrengthGrid
 from .heatmap_nodes import ExplainImage, Heatmap, KSamplerHeatmaps
 from .training_nodes import TrainConcept
 
@@ -15,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "W2S_KSamplerHeatmaps": KSamplerHeatmaps,
     "W2S_Heatmap": Heatmap,
     "W2S_ExplainImage": ExplainImage,
+    "W2S_StrengthGrid": StrengthGrid,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -25,6 +27,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)",
     "W2S_Heatmap": "Word2Scene Heat Map",
     "W2S_ExplainImage": "Word2Scene Explain Image",
+    "W2S_StrengthGrid": "Word2Scene Strength Grid",
 }
 
 
@@ -33,9 +36,13 @@ def _register_folders() -> None:
         import folder_paths  # noqa: F401  (present only inside ComfyUI)
     except ImportError:
         return
-    from .comfy_bridge import register_knowledge_folder
+    from .comfy_bridge import register_knowledge_folder, register_routes
 
     register_knowledge_folder()
+    try:
+        register_routes()
+    except (ImportError, AttributeError):  # ComfyUI used as a library: no server to serve the frontend
+        pass
 
 
 _register_folders()

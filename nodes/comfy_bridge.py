@@ -259,3 +259,64 @@ def explain_passes(model, clip, vae, image, prompt: str, timesteps: list[int], s
         comfy.sample.sample_custom(patched, noise, 1.0, comfy.samplers.sampler_object("euler"), sigmas, cond, cond,
                                    latent, disable_pbar=True, seed=seed + i)
     return latent
+
+
+def sample_image(model, clip, vae, prompt: str, negative: str, seed: int, steps: int, cfg: float, sampler_name: str,
+                 scheduler: str, width: int, height: int):
+    """One image through stock KSampler sampling and VAE decoding, as a PIL image."""
+    import nodes
+    import torch
+    from PIL import Image
+
+    latent = {"samples": torch.zeros([1, 4, height // 8, width // 8])}
+    out = nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, encode_prompt(clip, prompt),
+                                encode_prompt(clip, negative), latent)[0]
+    pixels = vae.decode(out["samples"])
+    pixels = pixels.reshape(-1, *pixels.shape[-3:])[0]
+    return Image.fromarray((pixels.clamp(0, 1).cpu().numpy() * 255).round().astype("uint8"))
+
+
+# --- HTTP routes for the frontend (concept metadata and preview thumbnail) ------------------
+PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".png", ".jpg", ".jpeg", ".webp")
+
+
+def concept_preview(path) -> "Path | None":
+    """An image beside a concept file (name.preview.png, name.png, ...), as training writes one."""
+    from pathlib import Path
+
+    path = Path(path)
+    stem = path.with_suffix("")
+    return next((Path(str(stem) + s) for s in PREVIEW_SUFFIXES if Path(str(stem) + s).is_file()), None)
+
+
+def register_routes() -> None:
+    """GET /word2scene/concept?name=NAME (metadata as JSON) and /word2scene/concept_preview?name=NAME."""
+    from dataclasses import asdict
+
+    from aiohttp import web
+    from server import PromptServer
+
+    from ..word2scene.concept import load_concept
+
+    routes = PromptServer.instance.routes
+
+    @routes.get("/word2scene/concept")
+    async def concept_info(request):
+        try:
+            path = concept_path(request.query.get("name", ""))
+            concept = load_concept(path, "concept_name")
+        except InputError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        info = asdict(concept.info)
+        return web.json_response({**info, "modules": len(concept.lora), "text": concept.describe(),
+                                  "has_preview": concept_preview(path) is not None})
+
+    @routes.get("/word2scene/concept_preview")
+    async def concept_preview_image(request):
+        try:
+            preview = concept_preview(concept_path(request.query.get("name", "")))
+        except InputError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if preview is None:
+            return web.json_response({"error": "no preview image beside this concept"}, status=404)
+        return web.FileResponse(preview)

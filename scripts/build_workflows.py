@@ -29,6 +29,7 @@ OUTPUTS = {
     "W2S_ExplainImage": [("heatmaps", "W2S_HEATMAPS")],
     "W2S_Heatmap": [("overlays", "IMAGE"), ("masks", "MASK"), ("scores", "STRING")],
     "MaskToImage": [("IMAGE", "IMAGE")],
+    "W2S_StrengthGrid": [("grid", "IMAGE"), ("cells", "IMAGE")],
     "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
     "W2S_ScenePrompt": [("positive", "STRING"), ("negative", "STRING"), ("report", "STRING"),
                         ("positive_cond", "CONDITIONING"), ("negative_cond", "CONDITIONING")],
@@ -47,11 +48,12 @@ INPUTS = {
     "W2S_ExplainImage": [("image", "IMAGE"), ("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")],
     "W2S_Heatmap": [("heatmaps", "W2S_HEATMAPS"), ("image", "IMAGE")],
     "MaskToImage": [("mask", "MASK")],
+    "W2S_StrengthGrid": [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")],
 }
 TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept",
           "W2S_ScenePrompt": "Word2Scene Scene Prompt", "W2S_TrainConcept": "Word2Scene Train Concept",
           "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)", "W2S_ExplainImage": "Word2Scene Explain Image",
-          "W2S_Heatmap": "Word2Scene Heat Map"}
+          "W2S_Heatmap": "Word2Scene Heat Map", "W2S_StrengthGrid": "Word2Scene Strength Grid"}
 
 
 def build(graph, positions) -> dict:
@@ -171,7 +173,20 @@ def interpretability() -> dict:
     return build(graph, positions)
 
 
-WORKFLOW_SOURCES = {"word2scene_interpretability": interpretability,
+def strength_grid() -> dict:
+    """The paper's epoch x strength study: rows = concept files (epochs), columns = strengths."""
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_StrengthGrid", ["word2scene/church-000005.safetensors, word2scene/church-000010.safetensors",
+                                 "0, 0.25, 0.5, 0.75, 1", "gs, geographic scene, church", "", 0, "fixed", 30, 7.0, "ddim",
+                                 "ddim_uniform", 512, 512], {"model": (1, 0), "clip": (1, 1), "vae": (1, 2)}),
+        (3, "SaveImage", ["word2scene/strength_grid"], {"images": (2, 0)}),
+    ]
+    return build(graph, {1: (40, 200), 2: (400, 200), 3: (800, 200)})
+
+
+WORKFLOW_SOURCES = {"word2scene_strength_grid": strength_grid,
+"word2scene_interpretability": interpretability,
 "word2scene_train_then_generate": train_then_generate,
 "word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}
 

@@ -4,6 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from comfy_harness import ROOT, ComfyServer, comfyui_path, comfyui_python, pack_
 pytestmark = pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is not set: no ComfyUI checkout to "
                                 "integrate with (set COMFYUI_PATH, and COMFYUI_PYTHON to its Python)")
 CONCEPT_NAME = "word2scene/test_concept.safetensors"
+EPOCH_NAME = "word2scene/test_concept-epoch2.safetensors"
 BAD_NAME = "broken/nan_concept.safetensors"
 
 
@@ -32,7 +34,7 @@ def nan_concept(sd15_concept_file, tmp_path_factory):
 def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file, nan_concept):
     base = tmp_path_factory.mktemp("comfy")
     srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint},
-                      {CONCEPT_NAME: sd15_concept_file, BAD_NAME: nan_concept})
+                      {CONCEPT_NAME: sd15_concept_file, EPOCH_NAME: sd15_concept_file, BAD_NAME: nan_concept})
     knowledge = base / "models" / "word2scene_concepts"
     knowledge.mkdir(parents=True)
     (knowledge / "solar.yaml").write_text("concepts:\n  solar_farm:\n    name: solar farm\n    elements: [solar panels]\n")
@@ -219,3 +221,20 @@ def test_interpretability_workflow_saves_overlays_and_masks(server):
     assert "resized to 150 x 150" in outputs["15"]["text"][0]
     assert "blue roof: mean" in outputs["9"]["text"][0]
     assert not pack_errors(server.log()[log_start:])
+
+
+def test_strength_grid_workflow(server):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_strength_grid.json").read_text())
+    prompt = ui_to_api(workflow, server.get("/object_info"))
+    prompt["1"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    prompt["2"]["inputs"].update(concepts=f"{CONCEPT_NAME}, {EPOCH_NAME}", strengths="0, 1", steps=2, width=64, height=64)
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [item] = entry["outputs"]["3"]["images"]
+    with Image.open(server.base / "output" / item["subfolder"] / item["filename"]) as grid:
+        assert grid.width > 2 * 64 and grid.height > 2 * 64
+        cells = np.asarray(grid.convert("RGB"))
+    assert cells.std() > 0
+    prompt["2"]["inputs"]["strengths"] = "0, 9"
+    bad = server.run_prompt(prompt)
+    assert bad["status"]["status_str"] == "error" and "strengths" in json.dumps(bad["status"]["messages"])

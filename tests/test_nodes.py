@@ -27,7 +27,7 @@ def pack():
 def test_mappings_ids_names_and_category(pack):
     assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept", "W2S_ScenePrompt",
                                              "W2S_TrainConcept", "W2S_KSamplerHeatmaps", "W2S_Heatmap",
-                                             "W2S_ExplainImage"}
+                                             "W2S_ExplainImage", "W2S_StrengthGrid"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     assert all(v.startswith("Word2Scene ") for v in pack.NODE_DISPLAY_NAME_MAPPINGS.values())
     assert pack.WEB_DIRECTORY == "./js" and (ROOT / "js" / "word2scene.js").is_file()
@@ -56,7 +56,7 @@ def test_apply_concept_refuses_strength_out_of_range(pack):
 
 
 def _our_inputs(cls) -> dict:
-    if cls.__name__ in ("ConceptLoader", "TrainConcept", "KSamplerHeatmaps"):  # their combos need ComfyUI
+    if cls.__name__ in ("ConceptLoader", "TrainConcept", "KSamplerHeatmaps", "StrengthGrid"):  # combos need ComfyUI
         return {}
     spec = cls.INPUT_TYPES()
     return {**spec.get("required", {}), **spec.get("optional", {})}

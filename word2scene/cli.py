@@ -141,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--deterministic", action="store_true",
                    help="bit-reproducible runs: deterministic kernels and one CPU thread (slower)")
 
+    gr = sub.add_parser("grid", help="epoch x strength grid: the same prompt and seed across strengths and concept files")
+    gr.add_argument("word", help="scene word(s), expanded like generate")
+    _add_model_args(gr)
+    gr.add_argument("--concept", action="append", default=[], metavar="FILE", required=True,
+                    help="concept file per row (e.g. one per epoch); repeat")
+    gr.add_argument("--strengths", default="0,0.25,0.5,0.75,1", help="columns (default 0,0.25,0.5,0.75,1)")
+    gr.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"))
+    gr.add_argument("--detail", type=int, default=1, choices=range(4))
+    gr.add_argument("--steps", type=_positive_int, default=30)
+    gr.add_argument("--cfg", type=float, default=7.0)
+    gr.add_argument("--seed", type=_positive_int, default=0)
+    gr.add_argument("--width", type=_positive_int, default=512)
+    gr.add_argument("--height", type=_positive_int, default=512)
+    gr.add_argument("--out", required=True, help="grid PNG")
+    gr.add_argument("--overwrite", action="store_true")
+
     i = sub.add_parser("info", help="print a concept file's metadata")
     i.add_argument("concept", help="concept (LoRA) .safetensors")
     i.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
@@ -412,6 +428,32 @@ class _TrainBar:
             self.bar.close()
 
 
+def cmd_grid(args) -> int:
+    import torch
+
+    from .concept import load_concept
+    from .generate import SamplingSettings
+    from .grid import parse_strengths, strength_grid
+    from .images import save_png
+    from .models import load_sd15
+    from .prompt import expand
+
+    strengths = parse_strengths(args.strengths)
+    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, width=args.width, height=args.height).check()
+    concepts = [load_concept(path, "--concept") for path in args.concept]
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
+    expansion = expand(args.word, args.style, args.detail, args.seed, concepts[0].info.trigger_words, _knowledge(), sd.tokenizer)
+    settings.negative = expansion.negative
+    image, _ = strength_grid(sd, expansion.positive, concepts, strengths, settings)
+    save_png(image, out, {"prompt": expansion.positive, **settings.as_dict(), "strengths": strengths,
+                          "concepts": [str(c.path) for c in concepts]}, overwrite=args.overwrite)
+    print(f"wrote {out}: {len(concepts)} concept(s) x {len(strengths)} strengths, prompt {expansion.positive!r}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from dataclasses import asdict
 
@@ -429,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
-                "concepts": cmd_concepts, "train": cmd_train, "heatmap": cmd_heatmap}[args.command](args)
+                "concepts": cmd_concepts, "train": cmd_train, "heatmap": cmd_heatmap,
+                "grid": cmd_grid}[args.command](args)
     except InputError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 2

@@ -68,3 +68,25 @@ def save_animation(frames: list[Image.Image], path: str | os.PathLike, ms_per_fr
     with atomic_path(path, overwrite=overwrite) as tmp:
         frames[0].save(tmp, format=kind, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return path
+
+
+def labelled_grid(cells: list[list[Image.Image]], row_labels: list[str], column_labels: list[str],
+                  title: str = "") -> Image.Image:
+    """rows x columns images with a header row (column labels), a left column (row labels)
+    and an optional title: the paper's epoch x strength figure."""
+    rows, columns = len(cells), len(cells[0])
+    w, h = cells[0][0].size
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = max([probe.textbbox((0, 0), t)[2] for t in row_labels] + [0]) + 12
+    top = 20 + (16 if title else 0)
+    sheet = Image.new("RGB", (left + columns * (w + 2), top + rows * (h + 2)), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 2), title, fill="black")
+    for c, label in enumerate(column_labels):
+        draw.text((left + c * (w + 2) + 2, top - 16), label, fill="black")
+    for r, label in enumerate(row_labels):
+        draw.text((4, top + r * (h + 2) + h // 2 - 6), label, fill="black")
+        for c in range(columns):
+            sheet.paste(cells[r][c].convert("RGB"), (left + c * (w + 2), top + r * (h + 2)))
+    return sheet

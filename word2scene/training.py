@@ -418,6 +418,9 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if accelerator.is_main_process:
         save_concept(concept, out, overwrite=overwrite)
+        if previews:  # the thumbnail concept browsers show beside the file
+            from .images import save_png
+            save_png(previews[-1][1][0], out.with_suffix(".preview.png"), overwrite=True)
     return TrainResult(concept, out, losses, previews, summary)
 
 

@@ -1,0 +1,54 @@
+"""Strength Grid: the paper's epoch x strength figure as one node."""
+from __future__ import annotations
+
+from ..word2scene.concept import load_concept
+from ..word2scene.grid import parse_strengths, row_label
+from ..word2scene.render import labelled_grid
+from . import comfy_bridge
+from .concept_nodes import CATEGORY
+
+
+class StrengthGrid:
+    DESCRIPTION = ("The same prompt and seed across LoRA strengths (columns) and concept files such as epoch "
+                   "checkpoints (rows), assembled into one labelled grid: the paper's epoch x strength study.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("grid", "cells")
+    FUNCTION = "grid"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import comfy.samplers
+
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
+            "concepts": ("STRING", {"default": "word2scene.safetensors", "tooltip": "Concept files in the loras folders, "
+                                    "comma-separated, one row each (e.g. word2scene/church-000005.safetensors, ...)."}),
+            "strengths": ("STRING", {"default": "0, 0.25, 0.5, 0.75, 1", "tooltip": "One column per strength."}),
+            "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church"}),
+            "negative": ("STRING", {"multiline": True, "default": ""}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+            "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
+            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim"}),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform"}),
+            "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
+            "height": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
+        }}
+
+    def grid(self, model, clip, vae, concepts, strengths, prompt, negative, seed, steps, cfg, sampler_name, scheduler,
+             width, height):
+        columns = parse_strengths(strengths)
+        names = [n.strip() for n in concepts.split(",") if n.strip()]
+        loaded = [load_concept(comfy_bridge.concept_path(n), "concepts") for n in names]
+        cells = []
+        for concept in loaded:
+            row = []
+            for s in columns:
+                m, c = comfy_bridge.apply_concept(model, clip, concept, s, s)
+                row.append(comfy_bridge.sample_image(m, c, vae, prompt, negative, seed, steps, cfg, sampler_name,
+                                                     scheduler, width, height))
+            cells.append(row)
+        title = f"{prompt} | seed {seed}, {steps} steps, CFG {cfg:g}"
+        sheet = labelled_grid(cells, [row_label(c) for c in loaded], [f"strength {s:g}" for s in columns], title)
+        return (comfy_bridge.images_to_tensor([sheet]), comfy_bridge.images_to_tensor([im for row in cells for im in row]))

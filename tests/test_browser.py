@@ -1,0 +1,130 @@
+"""The frontend in a real browser: Debian chromium driven by Playwright, headless, loopback
+only, against a real ComfyUI (COMFYUI_PATH). Screenshots go to W2S_ARTIFACTS (default: a
+temporary folder, printed)."""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from comfy_harness import PACK_FOLDER_NAME, ROOT, ComfyServer, comfyui_path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is not set: no ComfyUI to open in a browser"),
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
+]
+CONCEPT = "word2scene/test_concept.safetensors"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    folder = Path(os.environ.get("W2S_ARTIFACTS") or tempfile.mkdtemp(prefix="w2s-browser-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"browser screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("comfy-browser")
+    srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint}, {CONCEPT: sd15_concept_file})
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(base / "models" / "loras" / "word2scene" / "test_concept.preview.png")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        page = context.new_page()
+        page.w2s_console = []
+        page.on("console", lambda m: page.w2s_console.append((m.type, m.text, m.location.get("url", ""))))
+        page.on("pageerror", lambda e: page.w2s_console.append(("pageerror", str(e), "")))
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_function("() => (window.app || window.comfyAPI?.app?.app)?.graph", timeout=60_000)
+        page.wait_for_timeout(1500)
+        yield page
+        browser.close()
+
+
+APP = "(window.app || window.comfyAPI.app.app)"
+
+
+def _our_errors(page):
+    return [c for c in page.w2s_console if c[0] in ("error", "pageerror")
+            and ("word2scene" in (c[1] + c[2]).lower() or PACK_FOLDER_NAME.replace(" ", "%20") in c[2])]
+
+
+def _load(page, workflow: dict):
+    page.evaluate(f"wf => {APP}.loadGraphData(wf)", workflow)
+    page.wait_for_timeout(800)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_every_workflow_loads_without_missing_nodes(page, artifacts, path):
+    workflow = json.loads(path.read_text())
+    _load(page, workflow)
+    missing = page.evaluate(f"() => {APP}.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert missing == []
+    count = page.evaluate(f"() => {APP}.graph._nodes.length")
+    assert count == len(workflow["nodes"])
+    assert not page.get_by_text("missing", exact=False).filter(has_text="node").is_visible()
+    page.screenshot(path=str(artifacts / f"{path.stem}.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_concept_loader_shows_thumbnail_and_metadata(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "W2S_ConceptLoader":
+            node["widgets_values"] = [CONCEPT]
+    _load(page, workflow)
+    panel = page.locator("[data-w2s='w2s_concept']")
+    panel.first.wait_for(timeout=15_000)
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_concept']\")?.textContent.includes('trigger words')",
+                           timeout=15_000)
+    text = panel.first.text_content()
+    assert "trigger words: gs, geographic scene" in text and "rank 4" in text
+    assert panel.first.locator("img").count() == 1
+    assert panel.first.locator("img").evaluate("img => img.complete && img.naturalWidth") == 32
+    page.screenshot(path=str(artifacts / "concept_loader.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_queue_the_generation_workflow_by_clicking(page, server, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "CheckpointLoaderSimple":
+            node["widgets_values"] = ["sd15_random.safetensors"]
+        elif node["type"] == "W2S_ConceptLoader":
+            node["widgets_values"] = [CONCEPT]
+        elif node["type"] == "EmptyLatentImage":
+            node["widgets_values"] = [64, 64, 1]
+        elif node["type"] == "KSampler":
+            node["widgets_values"][2] = 2
+    _load(page, workflow)
+    before = len(list((server.base / "output").rglob("*.png"))) if (server.base / "output").exists() else 0
+    button = page.locator("button", has_text="Run").or_(page.locator("button", has_text="Queue")).first
+    button.click()
+    page.wait_for_function(f"() => {APP}.graph._nodes.some(n => n.type === 'SaveImage' && n.imgs && n.imgs.length)",
+                           timeout=300_000)
+    after = len(list((server.base / "output").rglob("*.png")))
+    assert after == before + 1
+    page.screenshot(path=str(artifacts / "queued_generation.png"))
+    assert not _our_errors(page), _our_errors(page)
