@@ -305,8 +305,8 @@ def register_routes() -> None:
         try:
             path = concept_path(request.query.get("name", ""))
             concept = load_concept(path, "concept_name")
-        except InputError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except InputError as exc:  # shown on the node as text; not an HTTP failure in the console
+            return web.json_response({"error": str(exc)})
         info = asdict(concept.info)
         return web.json_response({**info, "modules": len(concept.lora), "text": concept.describe(),
                                   "has_preview": concept_preview(path) is not None})

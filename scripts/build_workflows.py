@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# ComfyUI's template browser lists and serves <pack>/workflows/*.json too (app/custom_node_manager.py
+# accepts example_workflows, example, examples, workflow and workflows); a second copy would be listed twice.
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
-# ComfyUI's template browser serves <pack>/example_workflows/*.json: the same graphs, generated together
-EXAMPLES = WORKFLOWS.parent / "example_workflows"
 
 # Output slots (name, type) of the node types these graphs use.
 OUTPUTS = {
@@ -192,11 +192,10 @@ WORKFLOW_SOURCES = {"word2scene_strength_grid": strength_grid,
 
 
 def main() -> None:
-    for folder in (WORKFLOWS, EXAMPLES):
-        folder.mkdir(exist_ok=True)
-        for name, make in WORKFLOW_SOURCES.items():
-            (folder / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
-            print(f"wrote {folder.name}/{name}.json")
+    WORKFLOWS.mkdir(exist_ok=True)
+    for name, make in WORKFLOW_SOURCES.items():
+        (WORKFLOWS / f"{name}.json").write_text(json.dumps(make(), indent=2) + "\n")
+        print(f"wrote workflows/{name}.json")
 
 
 if __name__ == "__main__":

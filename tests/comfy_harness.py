@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACK_FOLDER_NAME = "word2scene-pack under test"
+PACK_FOLDER_NAME = "word2scene-pack-under-test"  # not a Python identifier: the import must be path-derived
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 

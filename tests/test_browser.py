@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from comfy_harness import PACK_FOLDER_NAME, ROOT, ComfyServer, comfyui_path
+from conftest import SHARED
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 try:
@@ -42,6 +43,8 @@ def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
     base = tmp_path_factory.mktemp("comfy-browser")
     srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint}, {CONCEPT: sd15_concept_file})
     Image.new("RGB", (32, 32), (200, 40, 40)).save(base / "models" / "loras" / "word2scene" / "test_concept.preview.png")
+    (base / "input").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHARED / "data" / "rs_scenes" / "church" / "000.jpg", base / "input" / "word2scene_church.jpg")
     srv.start()
     yield srv
     srv.stop()
@@ -59,6 +62,9 @@ def page(server):
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_function("() => (window.app || window.comfyAPI?.app?.app)?.graph", timeout=60_000)
         page.wait_for_timeout(1500)
+        page.w2s_first_dialog = page.locator("[role=dialog]").all_text_contents()
+        page.keyboard.press("Escape")  # the template browser opens on a first visit
+        page.wait_for_timeout(500)
         yield page
         browser.close()
 
@@ -67,13 +73,20 @@ APP = "(window.app || window.comfyAPI.app.app)"
 
 
 def _our_errors(page):
+    """Console errors from our extension's code or its routes (not, say, a missing input image)."""
     return [c for c in page.w2s_console if c[0] in ("error", "pageerror")
-            and ("word2scene" in (c[1] + c[2]).lower() or PACK_FOLDER_NAME.replace(" ", "%20") in c[2])]
+            and (PACK_FOLDER_NAME in c[1] + c[2] or "/word2scene/" in c[1] + c[2] or "Word2Scene" in c[1])]
 
 
 def _load(page, workflow: dict):
     page.evaluate(f"wf => {APP}.loadGraphData(wf)", workflow)
     page.wait_for_timeout(800)
+
+
+def test_template_browser_lists_our_workflows(page):
+    templates = page.evaluate("() => fetch('/api/workflow_templates').then(r => r.json())")
+    assert sorted(templates[PACK_FOLDER_NAME]) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
+    assert any(PACK_FOLDER_NAME in text for text in page.w2s_first_dialog)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)

@@ -93,8 +93,7 @@ def test_one_word_workflow_has_the_papers_settings():
 
 def test_workflows_are_generated_from_their_source():
     before = {p.name: p.read_text() for p in (ROOT / "workflows").glob("*.json")}
-    examples = {p.name: p.read_text() for p in (ROOT / "example_workflows").glob("*.json")}
-    assert examples == before  # the template browser's copies are the same graphs
+    assert not (ROOT / "example_workflows").exists()  # ComfyUI lists workflows/ itself; a copy would show twice
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import build_workflows
