@@ -141,3 +141,64 @@ def test_queue_the_generation_workflow_by_clicking(page, server, artifacts):
     assert after == before + 1
     page.screenshot(path=str(artifacts / "queued_generation.png"))
     assert not _our_errors(page), _our_errors(page)
+
+
+def _set_widgets(workflow: dict, node_type: str, **values):
+    """Set named widget values of every node of a type in a UI-format workflow (by input order)."""
+    for node in workflow["nodes"]:
+        if node["type"] == node_type:
+            for index, value in values.items():
+                node["widgets_values"][int(index.lstrip("_"))] = value
+
+
+def _run_and_wait(page, node_type: str, predicate_js: str, timeout=600_000):
+    page.locator("button", has_text="Run").first.click()
+    page.wait_for_function(predicate_js, timeout=timeout)
+
+
+def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
+    data = server.base / "input" / "w2s_airport"
+    (data / "airport").mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in (SHARED / "data" / "rs_scenes" / "captions.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["class"] == "airport"][:4]
+    for r in rows:
+        shutil.copy(SHARED / "data" / "rs_scenes" / r["file"], data / r["file"])
+    (data / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    # widget order: ckpt, dataset, concepts, triggers, steps, epochs, rank, alpha, lr, batch, resolution,
+    # seed, control, save_name, preview_every, resume, module_set, text_encoder, save_every, preview_steps, overwrite
+    _set_widgets(workflow, "W2S_TrainConcept", _0="sd15_random.safetensors", _1="w2s_airport", _4=3, _6=4, _7=4.0,
+                 _10=64, _13="browser_concept", _14=1, _18=0, _19=2)
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
+    _set_widgets(workflow, "KSampler", _2=2)
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_TrainConcept",
+                  "() => document.querySelector(\"[data-w2s='w2s_training']\")?.textContent.includes('done: 3 steps')")
+    panel = page.locator("[data-w2s='w2s_training']").first
+    assert panel.locator("img").count() >= 1  # the latest previews
+    drawn = panel.locator("canvas").evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 == 2 && v > 200)")
+    assert drawn  # the blue loss line
+    page.screenshot(path=str(artifacts / "training_node.png"))
+    assert (server.base / "models" / "loras" / "word2scene" / "browser_concept.safetensors").is_file()
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_heatmap_node_word_chips(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_interpretability.json").read_text())
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
+    _set_widgets(workflow, "W2S_KSamplerHeatmaps", _2=2)
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_Heatmap",
+                  "() => document.querySelectorAll(\"[data-w2s='w2s_words'] button\").length >= 9")
+    chips = page.locator("[data-w2s='w2s_words']").first.locator("button")
+    labels = chips.all_text_contents()
+    assert labels[:2] == ["gs", "geographic scene"] or "church" in labels
+    chips.nth(2).click()
+    index = page.evaluate(f"() => {APP}.graph._nodes.filter(n => n.type === 'W2S_Heatmap').map(n => n.imageIndex)")
+    assert 2 in index
+    page.screenshot(path=str(artifacts / "heatmap_chips.png"))
+    assert not _our_errors(page), _our_errors(page)
