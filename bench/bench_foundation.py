@@ -53,7 +53,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     path = save_concept(concept, tmp / "bench.safetensors")
     modules = lora_modules(sd)
-    originals = {n: m.weight.detach().clone() for n, m in modules.items() if n in concept.lora}
 
     rows = []
     strengths = iter([0.1 * i for i in range(1, 1000)])

@@ -15,6 +15,9 @@ from word2scene.generate import SamplingSettings
 from word2scene.models import load_tokenizer
 from word2scene.prompt_tokens import PromptLayout, chunk_tokens, strip_weights
 
+CHURCH = SHARED / "data" / "rs_scenes" / "church" / "000.jpg"
+needs_data = pytest.mark.skipif(not CHURCH.is_file(), reason=f"shared data not found at {CHURCH}")
+
 # SD1.5's 16 attn2 sites and their grid relative to the latent (1 = full, 2 = half, ...)
 SITES = [("input_1", 1), ("input_2", 1), ("input_4", 2), ("input_5", 2), ("input_7", 4), ("input_8", 4), ("middle_0", 8),
          ("output_3", 4), ("output_4", 4), ("output_5", 4), ("output_6", 2), ("output_7", 2), ("output_8", 2),
@@ -146,8 +149,9 @@ def test_generation_capture_is_bounded_and_backend_gives_maps(tiny):
     assert sizes[0] == sizes[1]  # memory does not grow with steps
 
 
+@needs_data
 def test_explain_real_image_and_bad_inputs(tiny):
-    with Image.open(SHARED / "data" / "rs_scenes" / "church" / "000.jpg") as im:
+    with Image.open(CHURCH) as im:
         image, heat = explain_image(tiny, im.convert("RGB"), "gs, geographic scene, church", [100, 500], seed=0)
     assert image.size == (144, 144) and "resized to 144 x 144" in heat.note and heat.passes == 2
     with pytest.raises(InputError, match=r"'airport' is not in the prompt; its words are: gs, geographic, scene, church"):
@@ -171,6 +175,7 @@ def test_model_without_sd15_attn2_layout_is_refused():
             pass
 
 
+@needs_data
 def test_cli_heatmap_generate_and_explain(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["heatmap", "gs, geographic scene, a church with a (blue roof:1.2)", "--steps", "4", "--width", "64",
@@ -184,7 +189,7 @@ def test_cli_heatmap_generate_and_explain(tmp_path, capsys):
         assert gif.n_frames == 2 and gif.size[0] == 7 * 64 + 6 * 4
     with Image.open(out / "mask_03_church.png") as mask:
         assert mask.mode == "L" and set(np.unique(np.asarray(mask))) <= {0, 255}
-    real = SHARED / "data" / "rs_scenes" / "church" / "000.jpg"
+    real = CHURCH
     assert main(["heatmap", "gs, geographic scene, church", "--image", str(real), "--words", "church,geographic scene",
                  "--out", str(tmp_path / "real")]) == 0
     assert "resized to 144 x 144" in capsys.readouterr().out

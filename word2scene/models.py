@@ -5,7 +5,6 @@ every loader reads only the paths it is given.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -315,6 +314,3 @@ def save_single_file(sd: SD15, path: str | os.PathLike, dtype: torch.dtype | Non
         save_file(to_tensor_dict(single_file_state(sd), dtype), str(tmp), metadata=metadata)
     return Path(path)
 
-
-def copy_model(sd: SD15) -> SD15:
-    return copy.deepcopy(sd)

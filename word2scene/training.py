@@ -5,9 +5,8 @@ order of epoch e from (seed, e), and checkpoints carry LoRA, optimizer and sched
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
