@@ -75,9 +75,9 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
     return model, ours, theirs
 
 
-def matmul_peak() -> float:
-    """Measured fp32 matmul throughput (TFLOP/s) on this machine's threads."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_peak(dtype=torch.float32) -> float:
+    """Measured matmul throughput (TFLOP/s) on this machine's threads."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(5):
@@ -122,6 +122,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--work", default="/tmp/w2s-bench-train")
     ap.add_argument("--only-signal", action="store_true", help="run only the learning-signal part")
+    ap.add_argument("--skip-signal", action="store_true", help="skip the learning-signal part")
+    ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
+                    help="run both trainers with this mixed precision (bf16 is fast on CPUs with AMX)")
     args = ap.parse_args()
     if args.only_signal:
         print_signal()
@@ -137,18 +140,21 @@ def main() -> None:
         results[("ours", n)] = run_measured([sys.executable, "-m", "word2scene", "train", str(ours_data), "--checkpoint",
                                              str(model), "--out", str(out), "--overwrite", "--steps", str(n),
                                              "--resolution", str(args.resolution), "--rank", str(args.rank), "--alpha",
-                                             str(args.rank), "--batch", "1", "--augment", "flip"], env)
+                                             str(args.rank), "--batch", "1", "--augment", "flip",
+                                             "--mixed-precision", args.mixed_precision], env)
         if args.reference:
             results[("ref", n)] = run_measured([sys.executable, args.reference, "--pretrained_model_name_or_path",
                                                 str(model), "--train_data_dir", str(theirs_data), "--resolution",
                                                 str(args.resolution), "--train_batch_size", "1", "--max_train_steps",
                                                 str(n), "--rank", str(args.rank), "--output_dir", str(work / f"ref-{n}"),
                                                 "--seed", "0", "--dataloader_num_workers", "0", "--random_flip",
-                                                "--center_crop", "--learning_rate", "1e-4"], env)
+                                                "--center_crop", "--learning_rate", "1e-4",
+                                                "--mixed_precision", args.mixed_precision], env)
     pixels = (args.resolution / 512) ** 2
     step_flops = 2 * FWD_TFLOP_512 * pixels * 1e12  # a LoRA step ~ 2 forwards (anchors.md)
-    peak = matmul_peak()
-    print(f"\nSD1.5 random full size, {args.resolution} px, rank {args.rank}, batch 1, 8 real airport images; "
+    peak = matmul_peak(torch.bfloat16 if args.mixed_precision == "bf16" else torch.float32)
+    print(f"\nSD1.5 random full size, {args.resolution} px, rank {args.rank}, batch 1, mixed precision "
+          f"{args.mixed_precision}, 8 real airport images; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; step time from {n1}- and {n2}-step runs\n")
     print("| measurement | word2scene | diffusers train_text_to_image_lora.py | ratio |")
     print("|---|---|---|---|")
@@ -164,9 +170,10 @@ def main() -> None:
     else:
         print(f"| throughput (images/s) | {1 / ours_step:.3f} | (pass --reference) | - |")
         print(f"| peak memory (GiB RSS) | {ours_mem:.2f} | (pass --reference) | - |")
-    print(f"\nMFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured fp32 matmul peak "
-          f"= {step_flops / ours_step / 1e12 / peak:.1%}\n")
-    print_signal()
+    print(f"\nMFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured "
+          f"{'bf16' if args.mixed_precision == 'bf16' else 'fp32'} matmul peak = {step_flops / ours_step / 1e12 / peak:.1%}\n")
+    if not args.skip_signal:
+        print_signal()
 
 
 def print_signal() -> None:

@@ -263,3 +263,12 @@ def test_stop_request_leaves_a_resumable_checkpoint(one_class, tmp_path, kb):
     assert not (tmp_path / "s.safetensors").exists()
     result = train(build_tiny(), one_class, tmp_path / "s.safetensors", cfg, kb=kb, resume=info.value.state_path)
     assert len(result.losses) == 6 and read_concept(tmp_path / "s.safetensors").info.training.steps == 6
+
+
+def test_bf16_mixed_precision_keeps_lora_in_fp32(one_class, tmp_path, kb):
+    sd = build_tiny()
+    result = train(sd, one_class, tmp_path / "bf16.safetensors", TrainConfig(steps=3, mixed_precision="bf16", **FAST), kb=kb)
+    assert sd.unet.conv_in.weight.dtype == torch.bfloat16
+    from word2scene.training import lora_parameters
+    assert {p.dtype for _, p in lora_parameters(sd)} == {torch.float32}
+    assert all(np.isfinite(result.losses)) and read_concept(tmp_path / "bf16.safetensors").info.training.steps == 3

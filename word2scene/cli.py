@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preview-every", type=int, default=0, help="write preview images every N steps")
     t.add_argument("--preview-steps", type=int, default=20)
     t.add_argument("--gradient-checkpointing", action="store_true")
-    t.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
+    t.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"),
+                   help="bf16/fp16 autocast with the frozen weights stored in half precision (bf16 also on CPU)")
     t.add_argument("--deterministic", action="store_true",
                    help="bit-reproducible runs: deterministic kernels and one CPU thread (slower)")
 

@@ -125,7 +125,7 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     if states is not None:
         states = {**states, "text_encoder": _model_text_state(text, states["text_encoder"])}
         for name, model in models.items():
-            _load_strict(model, states[name], name, source)
+            _load_strict(model, states.pop(name), name, source)
             model.to(torch.float32)
     for model in models.values():
         if dtype != torch.float32:
@@ -143,7 +143,12 @@ def _load_strict(model, state: dict, component: str, source: str) -> None:
         detail = "; ".join((wrong[:3] + [f"missing {k}" for k in missing[:3]]))
         raise InputError("checkpoint", f"{source}: the {component} does not match SD1.5 ({len(missing)} missing, "
                                        f"{len(wrong)} with other shapes): {detail}")
-    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False, assign=True)
+    # convert tensor by tensor and let go of each file tensor at once: one copy of the weights in memory
+    weights = {}
+    for k in [k for k in own if k in state]:
+        t = state.pop(k)
+        weights[k] = t.to(torch.float32) if t.is_floating_point() else t
+    model.load_state_dict(weights, strict=False, assign=True)
 
 
 def build_random(configs: dict, seed: int = 0, dtype=torch.float32, name: str = "random") -> SD15:
@@ -242,6 +247,7 @@ def load_single_file(path: str | os.PathLike, dtype=torch.float32) -> SD15:
     if CONFIG_METADATA_KEY in metadata:  # our own small checkpoints say their widths
         configs.update(json.loads(metadata[CONFIG_METADATA_KEY]))
     unet, vae, text = from_single_file(state, configs["unet"], configs["vae"])
+    del state  # the converted dicts now hold the only references to the file's tensors
     return _build(configs, str(path), dtype, {"unet": unet, "vae": vae, "text_encoder": text})
 
 

@@ -73,7 +73,7 @@ class TrainConfig:
     preview_steps: int = 20
     preview_size: int = 0  # 0 = resolution
     gradient_checkpointing: bool = False
-    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
+    mixed_precision: str = "no"  # no | fp16 (GPU) | bf16 (GPU, or CPUs with AMX/AVX512-BF16)
     max_bad_fraction: float = 0.1
 
     def check(self) -> "TrainConfig":
@@ -286,6 +286,10 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     samples = scan_dataset(dataset, cfg.concepts or None, cfg.split, kb)
     samples, arrays, bad = load_images(samples, cfg)
     expanded = [i for i, s in enumerate(samples) for _ in range(s.repeats)]
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one global state per process; a later run (ComfyUI, tests) may want other settings
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=cfg.grad_accumulation,
                               mixed_precision=cfg.mixed_precision)
     world = accelerator.num_processes
@@ -305,7 +309,14 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
         sd.vae.to("meta")
         if not cfg.text_encoder:
             sd.text_encoder.to("meta")
+    if cfg.mixed_precision != "no":  # frozen base weights in half precision, LoRA weights stay fp32
+        half = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+        sd.unet.to(half)
+        if cfg.text_encoder:
+            sd.text_encoder.to(half)
     add_lora(sd, cfg)
+    for _, p in lora_parameters(sd):
+        p.data = p.data.float()
     if cfg.gradient_checkpointing:
         sd.unet.enable_gradient_checkpointing()
     params = [p for _, p in lora_parameters(sd)]
