@@ -380,13 +380,15 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise _InputError("--out", f"{out} exists; pass --overwrite to replace it")
-    if args.deterministic:
-        import torch
+    import torch
 
+    if args.deterministic:
         torch.use_deterministic_algorithms(True)
         if args.device == "cpu":
             torch.set_num_threads(1)
-    sd = load_sd15(args.checkpoint, args.model)
+    # frozen weights straight in half precision for mixed-precision training (one copy in memory)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision, torch.float32)
+    sd = load_sd15(args.checkpoint, args.model, half)
     bar = _TrainBar()
     previews = out.with_name(out.stem + ".previews")
 

@@ -125,8 +125,7 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     if states is not None:
         states = {**states, "text_encoder": _model_text_state(text, states["text_encoder"])}
         for name, model in models.items():
-            _load_strict(model, states.pop(name), name, source)
-            model.to(torch.float32)
+            _load_strict(model, states.pop(name), name, source, dtype)
     for model in models.values():
         if dtype != torch.float32:
             model.to(dtype)
@@ -134,7 +133,7 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     return SD15(unet, vae, text, load_tokenizer(), configs, source, dtype)
 
 
-def _load_strict(model, state: dict, component: str, source: str) -> None:
+def _load_strict(model, state: dict, component: str, source: str, dtype=torch.float32) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("position_ids")]
     wrong = [f"{k} {tuple(state[k].shape)} (SD1.5 expects {tuple(own[k].shape)})"
@@ -147,7 +146,7 @@ def _load_strict(model, state: dict, component: str, source: str) -> None:
     weights = {}
     for k in [k for k in own if k in state]:
         t = state.pop(k)
-        weights[k] = t.to(torch.float32) if t.is_floating_point() else t
+        weights[k] = t.to(dtype) if t.is_floating_point() else t
     model.load_state_dict(weights, strict=False, assign=True)
 
 
@@ -183,9 +182,10 @@ def sd15_module_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
 
 # --- reading checkpoint files ---------------------------------------------------------
 
-def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint") -> tuple[dict, dict]:
+def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dtype: torch.dtype | None = None) -> tuple[dict, dict]:
     """Tensors and metadata of a .safetensors file, or tensors of a .ckpt/.pt read with
-    torch.load(weights_only=True) (never unpickles arbitrary objects)."""
+    torch.load(weights_only=True) (never unpickles arbitrary objects). With `dtype`, floating
+    tensors are converted one by one as they are read, so the file's copy never piles up."""
     path = Path(path)
     if not path.is_file():
         raise InputError(input_name, f"{path} does not exist or is not a file")
@@ -194,7 +194,11 @@ def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint") -> 
         from safetensors import safe_open
         try:
             with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+                tensors = {}
+                for k in f.keys():
+                    t = f.get_tensor(k)
+                    tensors[k] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+                return tensors, dict(f.metadata() or {})
         except Exception as exc:  # safetensors raises several error types for bad headers
             raise InputError(input_name, f"{path} is not a readable safetensors file ({exc})") from None
     if suffix in (".ckpt", ".pt", ".pth", ".bin"):
@@ -239,7 +243,7 @@ def load_single_file(path: str | os.PathLike, dtype=torch.float32) -> SD15:
     """An SD1.x single-file checkpoint in the original layout."""
     from .ldm_layout import from_single_file
 
-    state, metadata = read_state_dict(path)
+    state, metadata = read_state_dict(path, dtype=dtype)
     family = checkpoint_family(state)
     if family != "sd1":
         raise InputError("checkpoint", f"{path} is {family}; Word2Scene needs an SD1.x text-to-image checkpoint")
@@ -267,7 +271,7 @@ def load_diffusers_folder(folder: str | os.PathLike, dtype=torch.float32) -> SD1
         if found is None:
             raise InputError("checkpoint", f"{folder / component} has no weights file (looked for {weights[0].name} "
                                            f"or {weights[1].name})")
-        states[component] = read_state_dict(found)[0]
+        states[component] = read_state_dict(found, dtype=dtype)[0]
     sched = folder / "scheduler" / "scheduler_config.json"
     if sched.is_file():
         configs["scheduler"].update({k: v for k, v in json.loads(sched.read_text()).items()
