@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -267,7 +268,7 @@ def explain_image(sd, image, prompt: str, timesteps: list[int], seed: int = 0) -
         width, height = max(8, width // 8 * 8), max(8, height // 8 * 8)
         image = image.resize((width, height), Image.BICUBIC)
         note = f"resized to {width} x {height} (a multiple of 8)"
-    pixels = torch.from_numpy(__import__("numpy").asarray(image, dtype="float32") / 127.5 - 1).permute(2, 0, 1)[None]
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
     latents = sd.vae.encode(pixels.to(sd.device, sd.vae.dtype)).latent_dist.mean.float() * sd.vae_scale
     from diffusers import DDPMScheduler
     schedule = DDPMScheduler.from_config(sd.configs["scheduler"])

@@ -20,19 +20,9 @@ STOP_WORDS = frozenset("a an the of and or in on at to with by for from is are n
 
 def strip_weights(text: str) -> str:
     """ComfyUI prompt weights -> plain text: "(blue roof:1.2), ((church))" -> "blue roof, church".
-    Escaped parentheses "\\(" and "\\)" stay as literal characters."""
-    text = text.replace("\\(", "\0").replace("\\)", "\1")
-    out, stack = [], []
-    for char in text:
-        if char == "(":
-            stack.append(len(out))
-        elif char == ")" and stack:
-            start = stack.pop()
-            inner = "".join(out[start:])
-            out[start:] = list(WEIGHT.sub("", inner))
-        else:
-            out.append(char)
-    return "".join(out).replace("\0", "(").replace("\1", ")")
+    Escaped parentheses "\\(" and "\\)" stay as literal characters. The one weight parser is
+    weighted_segments; this is its text without the weights."""
+    return "".join(segment for segment, _ in weighted_segments(text))
 
 
 @dataclass
