@@ -168,5 +168,18 @@ app.registerExtension({
         if (this.w2sChips) showChips(this, this.w2sChips, words, words.length);
       };
     }
+    if (nodeData.name === "W2S_Evaluate") {
+      // The report (a markdown table) is shown as plain text: file names in it stay text.
+      nodeType.prototype.onNodeCreated = function () {
+        const result = onCreated?.apply(this, arguments);
+        this.w2sReport = addPanel(this, "w2s_report", 140);
+        return result;
+      };
+      nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const text = Array.isArray(message?.text) ? message.text.map(String).join("\n") : "";
+        if (this.w2sReport) this.w2sReport.textContent = text;
+      };
+    }
   },
 });

@@ -4,6 +4,7 @@ Node ids are prefixed W2S_ and never change: saved workflows refer to them.
 """
 from .concept_nodes import ApplyConcept, ConceptLoader
 from .prompt_nodes import ScenePrompt
+from .evaluation_nodes import Evaluate
 from .grid_nodes import StrengthGrid
 from .heatmap_nodes import ExplainImage, Heatmap, KSamplerHeatmaps
 from .training_nodes import TrainConcept
@@ -17,6 +18,7 @@ NODE_CLASS_MAPPINGS = {
     "W2S_Heatmap": Heatmap,
     "W2S_ExplainImage": ExplainImage,
     "W2S_StrengthGrid": StrengthGrid,
+    "W2S_Evaluate": Evaluate,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -28,6 +30,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "W2S_Heatmap": "Word2Scene Heat Map",
     "W2S_ExplainImage": "Word2Scene Explain Image",
     "W2S_StrengthGrid": "Word2Scene Strength Grid",
+    "W2S_Evaluate": "Word2Scene Evaluate",
 }
 
 

@@ -63,15 +63,55 @@ def apply_concept(model, clip, concept: Concept, strength_model: float, strength
 
 
 KNOWLEDGE_FOLDER = "word2scene_concepts"
+EVALUATION_FOLDER = "word2scene_eval"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def register_knowledge_folder() -> None:
-    """models/word2scene_concepts/ holds users' knowledge files (*.yaml)."""
+    """models/word2scene_concepts/ holds users' knowledge files (*.yaml); models/word2scene_eval/
+    the evaluation networks (classifiers, VGG16 / Inception-v3 weights, CLIP folders)."""
     import os
 
     import folder_paths
 
     folder_paths.add_model_folder_path(KNOWLEDGE_FOLDER, os.path.join(folder_paths.models_dir, KNOWLEDGE_FOLDER))
+    folder_paths.add_model_folder_path(EVALUATION_FOLDER, os.path.join(folder_paths.models_dir, EVALUATION_FOLDER))
+
+
+def evaluation_weight_names() -> list[str]:
+    """Weight files in models/word2scene_eval (CLIP folders' own weight files left out)."""
+    import folder_paths
+
+    clip_dirs = {name.rsplit("/", 1)[0] for name in evaluation_clip_names()}
+    return sorted(n for n in folder_paths.get_filename_list(EVALUATION_FOLDER)
+                  if n.lower().endswith(WEIGHT_SUFFIXES) and n.replace("\\", "/").rsplit("/", 1)[0] not in clip_dirs)
+
+
+def evaluation_clip_names() -> list[str]:
+    """Subfolders of models/word2scene_eval holding a transformers CLIP (config.json)."""
+    from pathlib import Path
+
+    import folder_paths
+
+    names = []
+    for root in folder_paths.get_folder_paths(EVALUATION_FOLDER):
+        if Path(root).is_dir():
+            names += [str(p.parent.relative_to(root)).replace("\\", "/") + "/config.json" for p in Path(root).glob("*/config.json")]
+    return sorted(names)
+
+
+def evaluation_path(input_name: str, name: str) -> str:
+    """The full path of a file or CLIP folder in models/word2scene_eval."""
+    import os
+
+    import folder_paths
+
+    name = safe_relative_name(input_name, name)
+    for root in folder_paths.get_folder_paths(EVALUATION_FOLDER):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            return os.path.dirname(path) if name.endswith("/config.json") else path
+    raise InputError(input_name, f"{name!r} is not in ComfyUI's models/{EVALUATION_FOLDER} folders")
 
 
 def knowledge_dirs() -> list:
@@ -128,6 +168,14 @@ def concept_output_folder():
     import folder_paths
 
     return Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / "word2scene"
+
+
+def tensor_to_images(image) -> list:
+    """ComfyUI IMAGE (B x H x W x 3, 0-1) -> PIL RGB images."""
+    import numpy as np
+    from PIL import Image
+
+    return [Image.fromarray((im.cpu().numpy().clip(0, 1) * 255).round().astype(np.uint8)) for im in image]
 
 
 def images_to_tensor(images) -> "torch.Tensor":

@@ -113,9 +113,6 @@ class Heatmap:
         }}
 
     def render(self, heatmaps, image, words, threshold):
-        import numpy as np
-        from PIL import Image
-
         from ..word2scene.render import overlay
 
         b, h, w = image.shape[:3]
@@ -128,9 +125,8 @@ class Heatmap:
             raise InputError("image", f"{b} images for heat maps of a batch of {maps.shape[0]}")
         shown, m = normalize(maps), masks(maps, threshold)
         overlays, mask_list = [], []
-        for i in range(b):
+        for i, pil in enumerate(comfy_bridge.tensor_to_images(image)):
             j = i if maps.shape[0] == b else 0
-            pil = Image.fromarray((image[i].cpu().numpy().clip(0, 1) * 255).astype(np.uint8))
             for k, label in enumerate(labels):
                 overlays.append(overlay(pil, shown[j, k], label))
                 mask_list.append(m[j, k])

@@ -31,6 +31,7 @@ OUTPUTS = {
     "MaskToImage": [("IMAGE", "IMAGE")],
     "W2S_StrengthGrid": [("grid", "IMAGE"), ("cells", "IMAGE")],
     "LoadImage": [("IMAGE", "IMAGE"), ("MASK", "MASK")],
+    "W2S_Evaluate": [("report", "STRING"), ("gshps", "FLOAT"), ("fid", "FLOAT"), ("kid", "FLOAT")],
     "W2S_ScenePrompt": [("positive", "STRING"), ("negative", "STRING"), ("report", "STRING"),
                         ("positive_cond", "CONDITIONING"), ("negative_cond", "CONDITIONING")],
 }
@@ -49,11 +50,13 @@ INPUTS = {
     "W2S_Heatmap": [("heatmaps", "W2S_HEATMAPS"), ("image", "IMAGE")],
     "MaskToImage": [("mask", "MASK")],
     "W2S_StrengthGrid": [("model", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")],
+    "W2S_Evaluate": [("images", "IMAGE")],
 }
 TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": "Word2Scene Apply Concept",
           "W2S_ScenePrompt": "Word2Scene Scene Prompt", "W2S_TrainConcept": "Word2Scene Train Concept",
           "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)", "W2S_ExplainImage": "Word2Scene Explain Image",
-          "W2S_Heatmap": "Word2Scene Heat Map", "W2S_StrengthGrid": "Word2Scene Strength Grid"}
+          "W2S_Heatmap": "Word2Scene Heat Map", "W2S_StrengthGrid": "Word2Scene Strength Grid",
+          "W2S_Evaluate": "Word2Scene Evaluate"}
 
 
 def build(graph, positions) -> dict:
@@ -185,7 +188,31 @@ def strength_grid() -> dict:
     return build(graph, {1: (40, 200), 2: (400, 200), 3: (800, 200)})
 
 
-WORKFLOW_SOURCES = {"word2scene_strength_grid": strength_grid,
+def evaluate() -> dict:
+    """Generate a batch of one concept and evaluate it against real images of its class
+    (input/word2scene_reference/, e.g. a copy of shared/data/rs_scenes) with a scene
+    classifier in models/word2scene_eval/."""
+    prompt = "gs, geographic scene, airport"
+    graph = [
+        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
+        (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
+        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
+        (4, "CLIPTextEncode", [prompt], {"clip": (3, 1)}),
+        (5, "CLIPTextEncode", [""], {"clip": (3, 1)}),
+        (6, "EmptyLatentImage", [512, 512, 8], {}),
+        (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
+         {"model": (3, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (6, 0)}),
+        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+        (9, "SaveImage", ["word2scene/evaluated_airport"], {"images": (8, 0)}),
+        (10, "W2S_Evaluate", ["word2scene_reference", "airport", "scenes.safetensors", "(same as features)", "all",
+                              "none", prompt], {"images": (8, 0)}),
+    ]
+    positions = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 80), 5: (760, 300), 6: (760, 480),
+                 7: (1120, 200), 8: (1480, 200), 9: (1720, 40), 10: (1720, 320)}
+    return build(graph, positions)
+
+
+WORKFLOW_SOURCES = {"word2scene_evaluate": evaluate,"word2scene_strength_grid": strength_grid,
 "word2scene_interpretability": interpretability,
 "word2scene_train_then_generate": train_then_generate,
 "word2scene_one_word_scene": one_word_scene, "word2scene_scene_prompt": scene_prompt}

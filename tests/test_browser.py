@@ -24,6 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
 ]
 CONCEPT = "word2scene/test_concept.safetensors"
+EVAL_NET = "<img src=x onerror=alert(1)>scenes"  # markup in a file name must show as text
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -45,6 +46,14 @@ def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
     Image.new("RGB", (32, 32), (200, 40, 40)).save(base / "models" / "loras" / "word2scene" / "test_concept.preview.png")
     (base / "input").mkdir(parents=True, exist_ok=True)
     shutil.copy(SHARED / "data" / "rs_scenes" / "church" / "000.jpg", base / "input" / "word2scene_church.jpg")
+    for cls in ("airport", "beach"):  # the evaluation workflow's reference and classifier
+        shutil.copytree(SHARED / "data" / "rs_scenes" / cls, base / "input" / "word2scene_reference" / cls)
+    from word2scene.classifier import ClassifierConfig, save_classifier, train_classifier
+    from word2scene.image_sets import image_set
+
+    clf = train_classifier(image_set(base / "input" / "word2scene_reference", "data"),
+                           ClassifierConfig(width=4, input_size=32, epochs=1))
+    save_classifier(clf, base / "models" / "word2scene_eval" / f"{EVAL_NET}.safetensors")
     srv.start()
     yield srv
     srv.stop()
@@ -201,4 +210,22 @@ def test_heatmap_node_word_chips(page, artifacts):
     index = page.evaluate(f"() => {APP}.graph._nodes.filter(n => n.type === 'W2S_Heatmap').map(n => n.imageIndex)")
     assert 2 in index
     page.screenshot(path=str(artifacts / "heatmap_chips.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_evaluate_node_shows_its_report_as_text(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_evaluate.json").read_text())
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64, _2=2)
+    _set_widgets(workflow, "KSampler", _2=2)
+    _set_widgets(workflow, "W2S_Evaluate", _2=f"{EVAL_NET}.safetensors")
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_Evaluate",
+                  "() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')")
+    panel = page.locator("[data-w2s='w2s_report']").first
+    text = panel.text_content()
+    assert "| airport | 2 | 25 |" in text and f"GSHPS [scene-cnn ({EVAL_NET}.safetensors)]" in text
+    assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
+    page.screenshot(path=str(artifacts / "evaluate_node.png"))
     assert not _our_errors(page), _our_errors(page)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is 
 CONCEPT_NAME = "word2scene/test_concept.safetensors"
 EPOCH_NAME = "word2scene/test_concept-epoch2.safetensors"
 BAD_NAME = "broken/nan_concept.safetensors"
+SCENES = SHARED / "data" / "rs_scenes"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,13 @@ def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file, nan_conc
     knowledge = base / "models" / "word2scene_concepts"
     knowledge.mkdir(parents=True)
     (knowledge / "solar.yaml").write_text("concepts:\n  solar_farm:\n    name: solar farm\n    elements: [solar panels]\n")
+    if SCENES.is_dir():  # a small scene classifier for W2S_Evaluate, trained on the shared data
+        from word2scene.classifier import ClassifierConfig, save_classifier, train_classifier
+        from word2scene.image_sets import image_set
+
+        items = [i for i in image_set(SCENES, "data", "train") if i.label in ("beach", "forest")]
+        save_classifier(train_classifier(items, ClassifierConfig(width=4, input_size=32, epochs=2)),
+                        base / "models" / "word2scene_eval" / "scenes.safetensors")
     srv.start()
     yield srv
     srv.stop()
@@ -237,3 +245,21 @@ def test_strength_grid_workflow(server):
     prompt["2"]["inputs"]["strengths"] = "0, 9"
     bad = server.run_prompt(prompt)
     assert bad["status"]["status_str"] == "error" and "strengths" in json.dumps(bad["status"]["messages"])
+
+
+@pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")
+def test_evaluate_node_reports_metrics_named_by_extractor(server):
+    info = server.get("/object_info/W2S_Evaluate")["W2S_Evaluate"]
+    assert "scenes.safetensors" in info["input"]["required"]["features"][0]
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 0x336644}},
+              "2": {"class_type": "W2S_Evaluate", "inputs": {
+                  "images": ["1", 0], "reference_folder": str(SCENES), "concept": "beach", "features": "scenes.safetensors",
+                  "fid_features": "(same as features)", "reference_split": "heldout"}}}
+    entry = server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [text] = entry["outputs"]["2"]["text"]
+    assert "| beach | 3 | 5 |" in text and "GSHPS [scene-cnn (scenes.safetensors)]" in text and "FID [" in text
+    prompt["2"]["inputs"]["concept"] = "volcano"
+    bad = server.run_prompt(prompt)
+    assert bad["status"]["status_str"] == "error" and "volcano" in json.dumps(bad["status"]["messages"])
+    assert server.get("/object_info/W2S_Evaluate")  # the server lives

@@ -158,6 +158,69 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--out", required=True, help="grid PNG")
     gr.add_argument("--overwrite", action="store_true")
 
+    def add_feature_args(p):
+        p.add_argument("--features", metavar="FILE", help="feature extractor weights for GSHPS and FID/KID: a classifier "
+                       "from `classifier train`, torchvision VGG16/Inception-v3, or pytorch-fid's FID Inception")
+        p.add_argument("--gshps-features", metavar="FILE", help="GSHPS features (the paper: a VGG16 fine-tuned on scenes)")
+        p.add_argument("--fid-features", metavar="FILE", help="FID/KID features (e.g. pt_inception-2015-12-05.pth)")
+        p.add_argument("--clip", metavar="DIR", help="a local transformers CLIP folder: adds CLIP score")
+        p.add_argument("--classifier-oa", action="store_true",
+                       help="train scene classifiers on generated (test on real) and on real (test on generated)")
+        p.add_argument("--oa-epochs", type=int, default=20, help="epochs of those classifiers (default 20)")
+        p.add_argument("--reference-split", default="all", help="captions.jsonl split of the reference (default all)")
+        p.add_argument("--kid-subsets", type=int, default=100)
+        p.add_argument("--batch", type=int, default=32)
+
+    ev = sub.add_parser("evaluate", help="GSHPS, FID, KID, CLIP score and classifier accuracy of generated vs real images")
+    ev.add_argument("--generated", required=True, help="folder of generated images (class folders for per-class results)")
+    ev.add_argument("--reference", required=True, help="folder of real images (class folders or captions.jsonl)")
+    add_feature_args(ev)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", help="write the report here (.md markdown, .json results)")
+
+    pr = sub.add_parser("protocol", help="the paper's protocol: images per concept with fixed seeds, evaluation, grid",
+                        description="Generate N images per concept (the paper's 11 trained + 19 zero-shot concepts) "
+                        "with fixed seeds, evaluate them per concept and by split, and draw the strength x epochs grid. "
+                        "Several GPUs or machines: accelerate launch -m word2scene protocol ... (same options); "
+                        "a rerun skips images already written.")
+    _add_model_args(pr)
+    pr.add_argument("--concept", metavar="FILE", help="the concept (LoRA) file; without it, vanilla SD1.5")
+    pr.add_argument("--out", required=True, help="output folder: images/<concept>/<seed>.png, report.md, results.json, grid.png")
+    pr.add_argument("--reference", help="real images per class (e.g. shared/data/rs_scenes); without it no evaluation")
+    pr.add_argument("--concepts", default="", help="comma-separated words, or trained / zero-shot (default: all 30)")
+    pr.add_argument("--images", type=_positive_int, default=10, help="images per concept (default 10)")
+    pr.add_argument("--seed", type=_positive_int, default=0, help="image k of each concept uses seed + k")
+    pr.add_argument("--strength", type=float, default=1.0)
+    pr.add_argument("--steps", type=_positive_int, default=30)
+    pr.add_argument("--cfg", type=float, default=7.0)
+    pr.add_argument("--size", type=_positive_int, default=512, help="image side in pixels (default 512)")
+    pr.add_argument("--grid-concept", action="append", default=[], metavar="FILE",
+                    help="grid rows: concept files, e.g. one per epoch (default: --concept)")
+    pr.add_argument("--grid-word", default="church")
+    pr.add_argument("--grid-strengths", default="0,0.25,0.5,0.75,1")
+    pr.add_argument("--no-grid", action="store_true")
+    add_feature_args(pr)
+
+    cf = sub.add_parser("classifier", help="scene classifiers: train one offline, test its accuracy")
+    cfs = cf.add_subparsers(dest="action", required=True)
+    ct = cfs.add_parser("train", help="train a scene classifier on class folders / captions.jsonl")
+    ct.add_argument("data", help="real images with classes (e.g. shared/data/rs_scenes)")
+    ct.add_argument("--out", required=True, help="classifier .safetensors (use as --features)")
+    ct.add_argument("--overwrite", action="store_true")
+    ct.add_argument("--split", default="train", help="captions.jsonl split (default train; 'all' for every row)")
+    ct.add_argument("--arch", default="scene-cnn", choices=("scene-cnn", "vgg16", "inception-v3"))
+    ct.add_argument("--init", metavar="FILE", help="start from these weights (vgg16/inception: ImageNet weights)")
+    ct.add_argument("--width", type=int, default=32, help="scene-cnn first-stage channels (default 32)")
+    ct.add_argument("--size", type=int, default=112, help="scene-cnn input side in pixels (default 112)")
+    ct.add_argument("--epochs", type=int, default=30)
+    ct.add_argument("--batch", type=int, default=32)
+    ct.add_argument("--lr", type=float, default=2e-3)
+    ct.add_argument("--seed", type=int, default=0)
+    cte = cfs.add_parser("test", help="overall and per-class accuracy of a classifier")
+    cte.add_argument("data", help="real images with classes")
+    cte.add_argument("--classifier", required=True, help="classifier .safetensors")
+    cte.add_argument("--split", default="heldout", help="captions.jsonl split (default heldout; 'all' for every row)")
+
     i = sub.add_parser("info", help="print a concept file's metadata")
     i.add_argument("concept", help="concept (LoRA) .safetensors")
     i.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
@@ -457,6 +520,126 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def _split(value: str) -> str | None:
+    return None if value == "all" else value
+
+
+def _evaluation_settings(args):
+    from .classifier import ClassifierConfig
+    from .evaluation import EvaluationSettings
+
+    return EvaluationSettings(features=args.features, gshps_features=args.gshps_features, fid_features=args.fid_features,
+                              clip=args.clip, classifier_oa=args.classifier_oa,
+                              classifier=ClassifierConfig(epochs=args.oa_epochs), kid_subsets=args.kid_subsets,
+                              batch_size=args.batch, device=getattr(args, "device", "cpu"))
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .files import atomic_path
+
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .image_sets import image_set
+
+    generated = image_set(args.generated, "--generated")
+    reference = image_set(args.reference, "--reference", _split(args.reference_split))
+    report = evaluate(generated, reference, _evaluation_settings(args))
+    text = report.to_markdown()
+    if args.out:
+        out = Path(args.out)
+        _write_text(out, report.to_json() if out.suffix.lower() == ".json" else text)
+    print(text, end="")
+    return 0
+
+
+def cmd_protocol(args) -> int:
+    import torch
+    from accelerate import PartialState
+
+    from .concept import load_concept
+    from .generate import SamplingSettings
+    from .grid import parse_strengths
+    from .extractors import load_extractor
+    from .image_sets import image_set, labels
+    from .models import load_sd15
+    from .protocol import ProtocolSettings, evaluate_protocol, generate_images, protocol_grid, resolve_concepts
+
+    kb = _knowledge()
+    settings = ProtocolSettings(
+        concepts=[w.strip() for w in args.concepts.split(",") if w.strip()], images_per_concept=args.images,
+        seed=args.seed, strength=args.strength, grid=not args.no_grid, grid_word=args.grid_word,
+        grid_strengths=parse_strengths(args.grid_strengths),
+        sampling=SamplingSettings(steps=args.steps, cfg=args.cfg, width=args.size, height=args.size).check())
+    concepts = resolve_concepts(kb, settings.concepts)
+    reference = image_set(args.reference, "--reference", _split(args.reference_split)) if args.reference else None
+    evaluation = _evaluation_settings(args) if reference else None
+    extractors: dict = {}
+    if reference is not None:  # before generating anything: the reference covers the concepts, the weights load
+        missing = sorted(set(concepts) - set(labels(reference)))
+        if missing:
+            raise InputError("--reference", f"no images of {missing} in {args.reference} (class folders or "
+                                            f"captions.jsonl classes named like the concepts, e.g. {concepts[0]})")
+        for name in ("features", "gshps_features", "fid_features"):
+            path = getattr(args, name)
+            if path:
+                extractors[str(path)] = load_extractor(path, "--" + name.replace("_", "-"))
+    concept = load_concept(args.concept, "--concept") if args.concept else None
+    grid_concepts = [load_concept(p, "--grid-concept") for p in args.grid_concept] or ([concept] if concept else [])
+    state = PartialState()
+    device = state.device if state.num_processes > 1 else args.device
+    sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(device)
+    total = len(concepts) * settings.images_per_concept
+    done = [0]
+
+    def on_image(path: Path, written: bool) -> None:
+        done[0] += 1
+        if written or done[0] == 1:
+            print(f"[worker {state.process_index}] {done[0]} of its share of {total}: {path}", file=sys.stderr)
+    written, skipped = generate_images(sd, kb, concept, settings, args.out, (state.process_index, state.num_processes),
+                                       on_image)
+    print(f"[worker {state.process_index}] wrote {written} images, skipped {skipped} already present", file=sys.stderr)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    if settings.grid and grid_concepts:
+        path = protocol_grid(sd, kb, grid_concepts, settings, args.out)
+        print(f"grid: {path or Path(args.out) / 'grid.png'}{'' if path else ' (already present)'}", file=sys.stderr)
+    if reference is not None:
+        print(evaluate_protocol(kb, settings, args.out, reference, evaluation, extractors), end="")
+    return 0
+
+
+def cmd_classifier(args) -> int:
+    from .classifier import ClassifierConfig, accuracy, save_classifier, train_classifier
+    from .extractors import load_extractor
+    from .image_sets import image_set
+
+    if args.action == "test":
+        items = image_set(args.data, "data", _split(args.split))
+        result = accuracy(load_extractor(args.classifier, "--classifier"), items)
+        print(f"overall accuracy {result.overall:.1%} on {result.images} images")
+        for cls, value in result.per_class.items():
+            print(f"  {cls}: {value:.0%}")
+        return 0
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    items = image_set(args.data, "data", _split(args.split))
+    config = ClassifierConfig(arch=args.arch, width=args.width, input_size=args.size, epochs=args.epochs,
+                              batch_size=args.batch, learning_rate=args.lr, seed=args.seed, init=args.init)
+
+    def on_epoch(epoch, epochs, loss):
+        print(f"epoch {epoch}/{epochs} loss {loss:.4f}", file=sys.stderr)
+    classifier = train_classifier(items, config, "data", on_epoch)
+    save_classifier(classifier, out, overwrite=args.overwrite)
+    print(f"wrote {out}: {classifier.arch}, {len(classifier.classes)} classes, {len(items)} images")
+    return 0
+
+
 def cmd_info(args) -> int:
     from dataclasses import asdict
 
@@ -475,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
                 "concepts": cmd_concepts, "train": cmd_train, "heatmap": cmd_heatmap,
-                "grid": cmd_grid}[args.command](args)
+                "grid": cmd_grid, "evaluate": cmd_evaluate, "protocol": cmd_protocol,
+                "classifier": cmd_classifier}[args.command](args)
     except InputError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,69 @@
+"""Evaluate: GSHPS, FID, KID (and CLIP score) of a generated batch against real images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..word2scene.errors import InputError
+from ..word2scene.evaluation import OVERALL, EvaluationSettings, evaluate
+from ..word2scene.image_sets import LabelledImage, class_key, image_set, labels
+from . import comfy_bridge
+from .concept_nodes import CATEGORY
+
+SAME = "(same as features)"
+NONE = "none"
+
+
+class Evaluate:
+    DESCRIPTION = ("Compare a batch of generated images with real ones: the paper's GSHPS, FID and KID, each computed "
+                   "with the feature extractor named in the report, and CLIP score when a CLIP folder is chosen. "
+                   "Networks live in models/word2scene_eval (nothing is downloaded): a classifier trained with "
+                   "`python -m word2scene classifier train`, VGG16 or Inception-v3 weights.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "FLOAT", "FLOAT", "FLOAT")
+    RETURN_NAMES = ("report", "gshps", "fid", "kid")
+    FUNCTION = "evaluate"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        weights = comfy_bridge.evaluation_weight_names()
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The generated images (all of one concept)."}),
+            "reference_folder": ("STRING", {"default": "", "tooltip": "Real images: class folders or captions.jsonl "
+                                            "(absolute, or relative to ComfyUI's input folder)."}),
+            "concept": ("STRING", {"default": "", "tooltip": "The reference class the batch shows (e.g. airport); "
+                                   "empty: every reference image."}),
+            "features": (weights or [NONE], {"tooltip": "Feature extractor for GSHPS (and FID/KID unless set below)."}),
+            "fid_features": ([SAME] + weights, {"tooltip": "Feature extractor for FID/KID, e.g. pytorch-fid's Inception."}),
+        }, "optional": {
+            "reference_split": ("STRING", {"default": "all", "tooltip": "captions.jsonl split of the reference, or all."}),
+            "clip": ([NONE] + comfy_bridge.evaluation_clip_names(), {"tooltip": "A transformers CLIP folder: adds CLIP score."}),
+            "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "The prompt the batch was made from (CLIP "
+                                  "score); empty: the concept word."}),
+        }}
+
+    def evaluate(self, images, reference_folder, concept, features, fid_features, reference_split="all", clip=NONE,
+                 prompt=""):
+        if features == NONE:
+            raise InputError("features", f"no networks in ComfyUI's models/{comfy_bridge.EVALUATION_FOLDER} folder; put a "
+                                         "classifier trained with `python -m word2scene classifier train` or VGG16 / "
+                                         "Inception-v3 weights there")
+        split = None if reference_split.strip() in ("", "all") else reference_split.strip()
+        reference = image_set(comfy_bridge.dataset_folder(reference_folder), "reference_folder", split)
+        key = class_key(concept)
+        if key and key not in labels(reference):
+            raise InputError("concept", f"{concept!r} is not a class of the reference folder ({', '.join(labels(reference))})")
+        if key:
+            reference = [r for r in reference if r.label == key]
+        pixels = comfy_bridge.tensor_to_images(images)
+        generated = [LabelledImage(Path(f"batch-{i}"), key) for i in range(len(pixels))]
+        settings = EvaluationSettings(
+            features=comfy_bridge.evaluation_path("features", features),
+            fid_features=None if fid_features == SAME else comfy_bridge.evaluation_path("fid_features", fid_features),
+            clip=None if clip == NONE else comfy_bridge.evaluation_path("clip", clip))
+        texts = [prompt.strip() or concept.strip() or "a remote sensing scene"] * len(pixels) if settings.clip else None
+        report = evaluate(generated, reference, settings, generated_images=pixels, texts=texts)
+        values = {m: next((r.value for r in report.results if r.metric == m and r.scope == OVERALL), float("nan"))
+                  for m in ("GSHPS", "FID", "KID")}
+        text = report.to_markdown()
+        return {"ui": {"text": [text]}, "result": (text, values["GSHPS"], values["FID"], values["KID"])}

@@ -1,0 +1,136 @@
+"""Feature extractors for evaluation: a network from a weights file (never downloaded),
+its input preparation, and batched feature extraction.
+
+Accepted weight files (.safetensors, or .pth/.pt/.bin read with weights_only=True):
+- a scene classifier trained by this project (`word2scene classifier train`);
+- torchvision-layout VGG16 (ImageNet or fine-tuned on scene classes, any class count);
+- torchvision-layout Inception-v3, or pytorch-fid's FID Inception (1008 classes).
+The extractor's `name` (architecture and file) goes into every result computed with it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import InceptionV3, SceneCNN, VGG16
+from .errors import InputError
+
+CLASSIFIER_METADATA_KEY = "word2scene_classifier"
+ACCEPTED = ("a classifier trained with `word2scene classifier train`, torchvision-layout VGG16 or Inception-v3 "
+            "weights, or pytorch-fid's FID Inception weights (.safetensors, .pth)")
+
+
+@dataclass
+class FeatureExtractor:
+    """A network plus what it needs to read images; `classes` when it is a scene classifier."""
+
+    name: str
+    network: torch.nn.Module
+    arch: str
+    classes: list[str] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # training facts of our classifiers
+
+    @property
+    def input_size(self) -> int:
+        return int(self.network.input_size)
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB images -> B x 3 x S x S, resized (bicubic, antialiased) and normalised."""
+        from .dataset import fit_square
+
+        size = self.input_size
+        array = np.stack([np.asarray(fit_square(im.convert("RGB"), size)) for im in images])
+        return self.normalise(torch.from_numpy(array).permute(0, 3, 1, 2))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """B x 3 x S x S uint8 (or 0-1 float) -> the network's input scale."""
+        x = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels.float()
+        mean = torch.tensor(self.network.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.network.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def features(self, images: list[Image.Image], batch_size: int = 32, device: str = "cpu") -> dict[str, np.ndarray]:
+        """{"conv": N x C*49 (GSHPS), "pooled": N x D (FID/KID), "logits": N x classes}, float64."""
+        self.network.eval().to(device)
+        parts: dict[str, list[np.ndarray]] = {"conv": [], "pooled": [], "logits": []}
+        for i in range(0, len(images), batch_size):
+            out = self.network.forward_features(self.to_tensor(images[i:i + batch_size]).to(device))
+            for key in parts:
+                parts[key].append(out[key].flatten(1).double().cpu().numpy())
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def read_weights(path: str | Path, input_name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict and metadata of a weights file; pickles are read with weights_only=True."""
+    if path is None or not str(path).strip():
+        raise InputError(input_name, f"no weights file given; pass {ACCEPTED}. Weights are never downloaded: "
+                                     "train a scene classifier offline with `word2scene classifier train DATA --out FILE`")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(input_name, f"{path} does not exist; pass {ACCEPTED}")
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise InputError(input_name, f"{path} cannot be read as weights ({type(exc).__name__}: {exc}); pass {ACCEPTED}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(input_name, f"{path} holds no plain state dict of tensors; pass {ACCEPTED}")
+    return {k.removeprefix("module."): v for k, v in state.items()}, {}
+
+
+def build_network(arch: str, num_classes: int, width: int = 32, input_size: int = 112) -> torch.nn.Module:
+    if arch == "scene-cnn":
+        return SceneCNN(num_classes, width, input_size)
+    if arch == "vgg16":
+        return VGG16(num_classes)
+    if arch in ("inception-v3", "inception-v3-fid"):
+        return InceptionV3(num_classes, fid=arch.endswith("fid"))
+    raise InputError("arch", f"{arch!r} is not known; accepted: scene-cnn, vgg16, inception-v3")
+
+
+def detect_arch(state: dict[str, torch.Tensor]) -> tuple[str, int]:
+    """(architecture, class count) of a torchvision-layout state dict, or ("", 0)."""
+    if "Mixed_5b.branch1x1.conv.weight" in state and "fc.weight" in state:
+        n = state["fc.weight"].shape[0]
+        return ("inception-v3-fid" if n == 1008 else "inception-v3"), n
+    if "features.0.weight" in state and "classifier.6.weight" in state:
+        return "vgg16", state["classifier.6.weight"].shape[0]
+    return "", 0
+
+
+def load_extractor(path: str | Path | None, input_name: str = "features") -> FeatureExtractor:
+    """The feature extractor in a weights file (see the module docstring for what is accepted)."""
+    state, metadata = read_weights(path, input_name)
+    path = Path(path)
+    if CLASSIFIER_METADATA_KEY in metadata:
+        facts = json.loads(metadata[CLASSIFIER_METADATA_KEY])
+        arch, classes = facts["arch"], list(facts["classes"])
+        network = build_network(arch, len(classes), facts.get("width", 32), facts.get("input_size", 112))
+    else:
+        arch, n = detect_arch(state)
+        if not arch:
+            raise InputError(input_name, f"{path.name} is not a network this project knows (keys such as "
+                                         f"{', '.join(list(state)[:3])}); pass {ACCEPTED}")
+        facts, classes = {}, []
+        network = build_network(arch, n)
+        state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise InputError(input_name, f"{path.name} does not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return FeatureExtractor(f"{arch} ({path.name})", network.eval(), arch, classes, facts)
