@@ -114,3 +114,31 @@ def test_protocol_checks_reference_and_weights_before_generating(tmp_path, capsy
     assert main(args + ["--concepts", "beach"]) == 2
     assert "--features: " in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_two_torchrun_workers_share_the_work_and_write_what_one_process_writes(tiny, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+
+    concept = save_concept(make_concept(model_shapes(tiny), seed=1), tmp_path / "word2scene.safetensors")
+    args = ["-m", "word2scene", "protocol", "--model", "tiny", "--concept", str(concept), "--concepts", "airport,church",
+            "--images", "2", "--steps", "2", "--size", "64", "--no-grid"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torchrun's per-worker default: same float rounding in both runs
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                          "--master_port", port,
+                          *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "[worker 0] wrote 2 images" in two.stderr and "[worker 1] wrote 2 images" in two.stderr
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert len(files) == 4
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes(), f

@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--grid-strengths", default="0,0.25,0.5,0.75,1")
     pr.add_argument("--no-grid", action="store_true")
     add_feature_args(pr)
+    pr.set_defaults(device="auto")
 
     cf = sub.add_parser("classifier", help="scene classifiers: train one offline, test its accuracy")
     cfs = cf.add_subparsers(dest="action", required=True)
@@ -589,8 +590,9 @@ def cmd_protocol(args) -> int:
                 extractors[str(path)] = load_extractor(path, "--" + name.replace("_", "-"))
     concept = load_concept(args.concept, "--concept") if args.concept else None
     grid_concepts = [load_concept(p, "--grid-concept") for p in args.grid_concept] or ([concept] if concept else [])
-    state = PartialState()
-    device = state.device if state.num_processes > 1 else args.device
+    # auto: each worker's own accelerator (accelerate launch), else the CPU; gloo across CPU workers (torchrun)
+    state = PartialState(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
+    device = state.device if args.device == "auto" else args.device
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(device)
     total = len(concepts) * settings.images_per_concept
     done = [0]
