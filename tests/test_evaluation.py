@@ -16,7 +16,7 @@ from word2scene.cli import main
 from word2scene.errors import InputError
 from word2scene.evaluation import EvaluationSettings, evaluate, prompt_of
 from word2scene.extractors import load_extractor
-from word2scene.image_sets import LabelledImage, class_key, image_set
+from word2scene.image_sets import LabelledImage, class_key, image_set, read_images
 from word2scene.images import save_png
 from word2scene.metrics import ClipScorer, fid, gshps, kid
 
@@ -327,3 +327,23 @@ def test_classifier_and_evaluate_cli(tmp_path, capsys):
     assert all(r["reference"] in (5, 10) for r in results)
     assert main(["evaluate", "--generated", str(data), "--reference", str(SCENES)]) == 2
     assert "features: no weights file given" in capsys.readouterr().err
+
+
+def test_vgg16_fine_tuned_from_given_weights_for_gshps(tmp_path):
+    """The paper's GSHPS network: a VGG16 (here random 'ImageNet' weights) fine-tuned on scene classes."""
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in VGG16().state_dict().items()}, str(tmp_path / "vgg16_imagenet.safetensors"))
+    for cls, colour in (("beach", (220, 200, 150)), ("forest", (30, 90, 40))):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (48, 48), tuple(c + 5 * k for c in colour)).save(tmp_path / "data" / cls / f"{k}.png")
+    items = image_set(tmp_path / "data", "data")
+    clf = train_classifier(items, ClassifierConfig(arch="vgg16", init=str(tmp_path / "vgg16_imagenet.safetensors"),
+                                                   epochs=1, batch_size=4, learning_rate=1e-5))
+    assert clf.name == "vgg16 (fine-tuned from vgg16_imagenet.safetensors)" and clf.network.classifier[6].out_features == 2
+    path = save_classifier(clf, tmp_path / "vgg16_scenes.safetensors")
+    loaded = load_extractor(path, "gshps_features")
+    assert loaded.arch == "vgg16" and loaded.classes == ["beach", "forest"] and loaded.input_size == 224
+    assert loaded.features(read_images(items[:1], "data"))["conv"].shape == (1, 512 * 49)
+    with pytest.raises(InputError, match="holds vgg16 weights; arch is inception-v3"):
+        train_classifier(items, ClassifierConfig(arch="inception-v3", init=str(tmp_path / "vgg16_imagenet.safetensors")))
