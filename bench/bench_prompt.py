@@ -17,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from word2scene.generate import encode_text  # noqa: E402
+from word2scene.generate import encode_prompt  # noqa: E402
 from word2scene.knowledge import cached_knowledge, load_knowledge  # noqa: E402
 from word2scene.mining import mine, read_captions  # noqa: E402
 from word2scene.models import build_random, load_tokenizer, sd15_configs  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> None:
     sd = build_random(sd15_configs(), seed=0, name="sd15-random")
     words = ["airport", "DenseResidential", "airprot", "机场, river", "storage tank, port, beach"]
     rows = []
-    text_encoder = per_call(lambda: encode_text(sd, [expand("airport", "descriptive", 3, kb=kb, tokenizer=tok).positive]), 5)
+    text_encoder = per_call(lambda: encode_prompt(sd, expand("airport", "descriptive", 3, kb=kb, tokenizer=tok).positive), 5)
     for w in words:
         for style, detail in (("word2scene", 0), ("descriptive", 3)):
             t = per_call(lambda: expand(w, style, detail, seed=1, kb=kb, tokenizer=tok), 20)

@@ -272,3 +272,31 @@ def test_bf16_mixed_precision_keeps_lora_in_fp32(one_class, tmp_path, kb):
     from word2scene.training import lora_parameters
     assert {p.dtype for _, p in lora_parameters(sd)} == {torch.float32}
     assert all(np.isfinite(result.losses)) and read_concept(tmp_path / "bf16.safetensors").info.training.steps == 3
+
+
+def test_long_captions_are_encoded_whole_in_chunks(one_class, tmp_path, kb, tiny):
+    """A caption past 75 tokens is encoded in 77-column chunks (as in sampling), not cut; a
+    batch mixing caption lengths repeats each to a common length, which leaves
+    cross-attention unchanged."""
+    from word2scene.generate import encode_prompt, join_contexts
+
+    rows = [json.loads(line) for line in (one_class / "captions.jsonl").read_text().splitlines()]
+    rows[0]["caption"] = " ".join(["many white planes parked beside a long grey terminal building"] * 10)
+    (one_class / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    long_caption = training_caption(["gs", "geographic scene"], scan_dataset(one_class, kb=kb)[0])
+    context = encode_prompt(tiny, long_caption, weighted=False)
+    assert context.shape == (1, 154, 32)
+    short = encode_prompt(tiny, "gs, geographic scene, airport", weighted=False)
+    batch = join_contexts([short, context])
+    assert batch.shape == (2, 154, 32) and torch.equal(batch[0, 77:], short[0])
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        once = tiny.unet(x, torch.tensor([500]), encoder_hidden_states=short).sample
+        twice = tiny.unet(x, torch.tensor([500]), encoder_hidden_states=batch[:1]).sample
+    torch.testing.assert_close(once, twice, rtol=1e-5, atol=1e-6)
+    result = train(build_tiny(), one_class, tmp_path / "long.safetensors",
+                   TrainConfig(steps=2, batch_size=4, augment="none", **FAST), kb=kb)
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+    result = train(build_tiny(), one_class, tmp_path / "long_te.safetensors",
+                   TrainConfig(steps=2, batch_size=4, augment="none", text_encoder=True, **FAST), kb=kb)
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses))

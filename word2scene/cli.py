@@ -593,6 +593,8 @@ def cmd_protocol(args) -> int:
     # auto: each worker's own accelerator (accelerate launch), else the CPU; gloo across CPU workers (torchrun)
     state = PartialState(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
     device = state.device if args.device == "auto" else args.device
+    if evaluation is not None:
+        evaluation.device = str(device)
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(device)
     total = len(concepts) * settings.images_per_concept
     done = [0]

@@ -40,44 +40,44 @@ class SamplingSettings:
         return asdict(self)
 
 
-@torch.no_grad()
-def encode_text(sd: SD15, texts: list[str]) -> torch.Tensor:
-    """CLIP last hidden states, B x 77 x D (prompts past 75 tokens are cut)."""
-    ids = sd.tokenizer(texts, padding="max_length", max_length=sd.tokenizer.model_max_length,
-                       truncation=True, return_tensors="pt").input_ids.to(sd.device)
-    return sd.text_encoder(ids)[0]
-
-
-@torch.no_grad()
-def encode_columns(sd: SD15, columns: list[int], weights: list[float] | None = None) -> torch.Tensor:
+def encode_columns(sd: SD15, columns: list[int], weights: list[float] | None = None, text_encoder=None) -> torch.Tensor:
     """Encode 77-column chunks separately and join them: 1 x (77 * chunks) x D, the way
     ComfyUI and AUTOMATIC1111 handle prompts past 75 tokens. Weighted tokens move away from
-    the empty prompt's encoding as ComfyUI does: z' = (z - z_empty) * w + z_empty."""
+    the empty prompt's encoding as ComfyUI does: z' = (z - z_empty) * w + z_empty.
+    Gradients flow when enabled (training a text-encoder LoRA passes its `text_encoder`)."""
     from .prompt_tokens import BOS, EOS
 
-    ids = torch.tensor(columns, dtype=torch.long).view(-1, 77).to(sd.device)
-    z = sd.text_encoder(ids)[0]
+    encoder = text_encoder if text_encoder is not None else sd.text_encoder
+    device = next(encoder.parameters()).device
+    ids = torch.tensor(columns, dtype=torch.long).view(-1, 77).to(device)
+    z = encoder(ids)[0]
     if weights is not None and any(w != 1.0 for w in weights):
-        empty = torch.tensor([[BOS] + [EOS] * 76], dtype=torch.long, device=sd.device)
-        z_empty = sd.text_encoder(empty)[0]
+        empty = torch.tensor([[BOS] + [EOS] * 76], dtype=torch.long, device=device)
+        z_empty = encoder(empty)[0]
         w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(-1, 77, 1)
         z = torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
-    return z.reshape(1, -1, sd.text_encoder.config.hidden_size)
+    return z.reshape(1, -1, z.shape[-1])
 
 
-def prompt_columns(sd: SD15, prompt: str, negative: str) -> tuple[tuple[list, list], tuple[list, list]]:
-    """(columns, weights) of prompt and negative prompt, the shorter repeated to the same chunk count."""
+def encode_prompt(sd: SD15, text: str, weighted: bool = True, text_encoder=None) -> torch.Tensor:
+    """The one text encoding of the project: 1 x (77 * chunks) x D, chunked like ComfyUI.
+    `weighted` applies ComfyUI's (word:1.2) weights (prompts); training captions are read
+    literally (weighted=False), as kohya does by default."""
     from .prompt_tokens import chunk_tokens
 
-    cond = chunk_tokens(sd.tokenizer, prompt, with_weights=True)
-    uncond = chunk_tokens(sd.tokenizer, negative, with_weights=True)
-    n = max(len(cond[0]), len(uncond[0])) // 77
+    if weighted:
+        return encode_columns(sd, *chunk_tokens(sd.tokenizer, text, with_weights=True), text_encoder=text_encoder)
+    return encode_columns(sd, chunk_tokens(sd.tokenizer, text), text_encoder=text_encoder)
 
-    def fill(pair):
-        cols, weights = pair
-        k = n - len(cols) // 77
-        return cols + cols[-77:] * k, weights + weights[-77:] * k
-    return fill(cond), fill(uncond)
+
+def join_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
+    """Batch 1 x (77 * k_i) x D encodings: each is repeated to the least common multiple of
+    the lengths (ComfyUI's rule). Exact for cross-attention: repeating every key and value
+    the same number of times leaves the softmax-weighted average unchanged."""
+    import math
+
+    n = math.lcm(*(c.shape[1] for c in contexts))
+    return torch.cat([c.repeat(1, n // c.shape[1], 1) for c in contexts])
 
 
 def initial_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -105,8 +105,7 @@ def sample(sd: SD15, prompt: str, settings: SamplingSettings,
     settings.check()
     scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
     scheduler.set_timesteps(settings.steps)
-    cond, uncond = prompt_columns(sd, prompt, settings.negative)
-    context = torch.cat([encode_columns(sd, *uncond), encode_columns(sd, *cond)]).to(sd.unet.dtype)
+    context = join_contexts([encode_prompt(sd, settings.negative), encode_prompt(sd, prompt)]).to(sd.unet.dtype)
     latents = initial_noise(settings.seed, (1, 4, settings.height // 8, settings.width // 8)).to(sd.device)
     latents = latents * scheduler.init_noise_sigma
     if tracer is not None:

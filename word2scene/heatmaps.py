@@ -226,13 +226,13 @@ def _layout(sd, prompt: str, columns: list[int]) -> PromptLayout:
 def generate_with_heatmaps(sd, prompt: str, settings, every: int = 0, words: list[str] | None = None):
     """Sample with capture. Returns (image, HeatMaps, frames): frames are (x0 image,
     normalised word maps) every `every` steps (for the process animation), else empty."""
-    from .generate import decode, prompt_columns, sample
+    from .generate import decode, sample
+    from .prompt_tokens import chunk_tokens
 
     settings.check()
     if not prompt.strip():
         raise InputError("prompt", "is empty; give the prompt whose words to map")
-    (cond_cols, _), _ = prompt_columns(sd, prompt, settings.negative)
-    layout = _layout(sd, prompt, cond_cols)
+    layout = _layout(sd, prompt, chunk_tokens(sd.tokenizer, prompt))
     frames = []
     with DiffusersTracer(sd.unet, (settings.height // 8, settings.width // 8)) as tracer:
         heat = HeatMaps(tracer.capture, layout, (settings.height, settings.width))

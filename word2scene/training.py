@@ -19,6 +19,7 @@ from .concept import Concept, ConceptInfo, DEFAULT_TRIGGER_WORDS, LoraWeights, T
 from .dataset import Sample, dataset_hash, dihedral, fit_square, read_image, scan_dataset, training_caption
 from .errors import InputError
 from .files import atomic_path
+from .generate import encode_prompt, join_contexts
 from .models import SD15, text_layout_prefix
 
 UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
@@ -134,7 +135,7 @@ class _Cache:
     mean: torch.Tensor  # N x V x 4 x h x w
     std: torch.Tensor
     captions: list[str]  # per sample
-    embeddings: dict  # caption -> 77 x D (frozen text encoder only)
+    embeddings: dict  # caption -> 1 x (77 * chunks) x D (frozen text encoder only)
 
 
 def _sample_rng(seed: int, *keys: int) -> torch.Generator:
@@ -176,9 +177,9 @@ def build_cache(sd: SD15, samples: list[Sample], arrays: list[np.ndarray], cfg: 
     captions = [training_caption(cfg.trigger_words, s) for s in samples]
     embeddings = {}
     if not cfg.text_encoder:
-        from .generate import encode_text
-        for text in sorted(set(captions) | {""}):
-            embeddings[text] = encode_text(sd, [text])[0].cpu()
+        with torch.no_grad():
+            for text in sorted(set(captions) | {""}):
+                embeddings[text] = encode_prompt(sd, text, weighted=False).cpu()
     return _Cache(torch.stack(means), torch.stack(stds), captions, embeddings)
 
 
@@ -372,11 +373,9 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
                     noisy = noise_schedule.add_noise(latents, noise, timesteps)
                     if cfg.text_encoder:
-                        ids = sd.tokenizer(texts, padding="max_length", max_length=77, truncation=True,
-                                           return_tensors="pt").input_ids.to(device)
-                        context = text_encoder(ids)[0]
+                        context = join_contexts([encode_prompt(sd, t, False, text_encoder) for t in texts])
                     else:
-                        context = torch.stack([cache.embeddings[t] for t in texts]).to(device)
+                        context = join_contexts([cache.embeddings[t] for t in texts]).to(device)
                     with accelerator.autocast():
                         pred = unet(noisy.to(sd.unet.dtype), timesteps, encoder_hidden_states=context.to(sd.unet.dtype)).sample
                     loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
@@ -467,7 +466,7 @@ def denoising_loss(sd: SD15, dataset: str | Path, cfg: TrainConfig, kb=None, spl
     for i in range(len(samples)):
         g = _sample_rng(seed, i)
         latents = cache.mean[i:i + 1, 0] * sd.vae_scale
-        context = cache.embeddings[cache.captions[i]][None].to(sd.device, sd.unet.dtype)
+        context = cache.embeddings[cache.captions[i]].to(sd.device, sd.unet.dtype)
         for _ in range(noise_draws):
             noise = torch.randn(latents.shape, generator=g)
             t = torch.randint(50, 950, (1,), generator=g)
