@@ -182,6 +182,51 @@ def sd15_module_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
 
 # --- reading checkpoint files ---------------------------------------------------------
 
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                       "BOOL": torch.bool}
+
+
+def _safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file (8-byte little-endian length, then JSON)."""
+    import struct
+
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError("file shorter than a safetensors header")
+        (size,) = struct.unpack("<Q", raw)
+        if size > 100 * 1024 * 1024:
+            raise ValueError(f"header of {size} bytes")
+        header = json.loads(f.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    header["__header_size__"] = size
+    return header
+
+
+def _read_safetensors_converting(path: Path, header: dict, dtype: torch.dtype) -> tuple[dict, dict]:
+    """Read tensor by tensor with plain reads (not mmap) and convert each to `dtype` as it
+    arrives: a memory map would keep every page of the file resident until closed, so
+    converting an fp32 file to bf16 would peak at the file plus the copy (5 GiB for SD1.5)."""
+    base = 8 + header.pop("__header_size__")
+    metadata = dict(header.pop("__metadata__", None) or {})
+    tensors = {}
+    with open(path, "rb") as f:
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            begin, end = info["data_offsets"]
+            stored = _SAFETENSORS_DTYPES.get(info["dtype"])
+            if stored is None:
+                raise ValueError(f"tensor {name} has dtype {info['dtype']}, which this reader does not convert")
+            buffer = bytearray(end - begin)
+            f.seek(base + begin)
+            if f.readinto(buffer) != len(buffer):
+                raise ValueError(f"tensor {name} is cut short")
+            t = (torch.frombuffer(buffer, dtype=stored) if buffer else torch.empty(0, dtype=stored)).reshape(info["shape"])
+            tensors[name] = t.to(dtype) if t.is_floating_point() else t
+    return tensors, metadata
+
+
 def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dtype: torch.dtype | None = None) -> tuple[dict, dict]:
     """Tensors and metadata of a .safetensors file, or tensors of a .ckpt/.pt read with
     torch.load(weights_only=True) (never unpickles arbitrary objects). With `dtype`, floating
@@ -193,6 +238,11 @@ def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dty
     if suffix == ".safetensors":
         from safetensors import safe_open
         try:
+            header = _safetensors_header(path)
+            if dtype is not None and any(_SAFETENSORS_DTYPES.get(v.get("dtype")) not in (dtype, None)
+                                         and _SAFETENSORS_DTYPES[v["dtype"]].is_floating_point
+                                         for k, v in header.items() if isinstance(v, dict) and k != "__metadata__"):
+                return _read_safetensors_converting(path, header, dtype)
             with safe_open(str(path), framework="pt") as f:
                 tensors = {}
                 for k in f.keys():
