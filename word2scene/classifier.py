@@ -58,10 +58,11 @@ def _pixels(extractor: FeatureExtractor, images: list[Image.Image]) -> torch.Ten
 
 def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None = None, input_name: str = "data",
                      on_epoch: Callable[[int, int, float], None] | None = None,
-                     images: list[Image.Image] | None = None) -> FeatureExtractor:
+                     images: list[Image.Image] | None = None, device: str = "cpu") -> FeatureExtractor:
     """Train a scene classifier on labelled images (at least two classes). Images are read
     and resized once; each batch gets one random dihedral transform. on_epoch(epoch,
-    epochs, mean_loss); `images` gives the pixels of `items` when already read. Returns the classifier as a FeatureExtractor (eval mode)."""
+    epochs, mean_loss); `images` gives the pixels of `items` when already read; `device` is
+    where the network trains (the pixels stay on the CPU as uint8). Returns the classifier as a FeatureExtractor (eval mode)."""
     cfg = (config or ClassifierConfig()).check()
     classes = labels(items)
     if len(classes) < 2 or any(not i.label for i in items):
@@ -82,6 +83,7 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
     extractor = FeatureExtractor(name, network, cfg.arch, classes, facts)
     x = _pixels(extractor, images if images is not None else read_images(items, input_name))
     y = torch.tensor([classes.index(i.label) for i in items])
+    network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(items) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.learning_rate, total_steps=cfg.epochs * steps_per_epoch)
@@ -97,7 +99,7 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
                 k = int(torch.randint(8, (1,), generator=generator))
                 batch = torch.rot90(batch, k % 4, dims=(2, 3))
                 batch = batch.flip(3) if k >= 4 else batch
-            loss = F.cross_entropy(network(extractor.normalise(batch)), y[idx])
+            loss = F.cross_entropy(network(extractor.normalise(batch).to(device)), y[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -105,7 +107,7 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
             total += float(loss.detach()) * len(idx)
         if on_epoch is not None:
             on_epoch(epoch, cfg.epochs, total / len(items))
-    network.eval()
+    network.cpu().eval()
     return extractor
 
 

@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--batch", type=int, default=32)
     ct.add_argument("--lr", type=float, default=2e-3)
     ct.add_argument("--seed", type=int, default=0)
+    ct.add_argument("--device", default="cpu", help="where the classifier trains, e.g. cpu, cuda (default: cpu)")
     cte = cfs.add_parser("test", help="overall and per-class accuracy of a classifier")
     cte.add_argument("data", help="real images with classes")
     cte.add_argument("--classifier", required=True, help="classifier .safetensors")
@@ -638,7 +639,7 @@ def cmd_classifier(args) -> int:
 
     def on_epoch(epoch, epochs, loss):
         print(f"epoch {epoch}/{epochs} loss {loss:.4f}", file=sys.stderr)
-    classifier = train_classifier(items, config, "data", on_epoch)
+    classifier = train_classifier(items, config, "data", on_epoch, device=args.device)
     save_classifier(classifier, out, overwrite=args.overwrite)
     print(f"wrote {out}: {classifier.arch}, {len(classifier.classes)} classes, {len(items)} images")
     return 0

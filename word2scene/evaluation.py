@@ -193,10 +193,10 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
         if len(per_class) < 2:
             raise InputError("classifier_oa", f"classifier accuracy needs at least two classes in both sets; "
                                               f"found {per_class or 'no class folders'}")
-        on_generated = train_classifier(generated, s.classifier, "generated", images=gen_images)
+        on_generated = train_classifier(generated, s.classifier, "generated", images=gen_images, device=s.device)
         report.accuracy["generated->real"] = accuracy(on_generated, reference, "reference", device=s.device,
                                                       images=ref_images)
-        on_real = train_classifier(reference, s.classifier, "reference", images=ref_images)
+        on_real = train_classifier(reference, s.classifier, "reference", images=ref_images, device=s.device)
         report.accuracy["real->generated"] = accuracy(on_real, generated, "generated", device=s.device, images=gen_images)
     for name, classes in (groups or {}).items():
         for metric, extractor in dict.fromkeys((r.metric, r.extractor) for r in report.results if r.scope in classes):

@@ -56,13 +56,14 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def features(self, images: list[Image.Image], batch_size: int = 32, device: str = "cpu") -> dict[str, np.ndarray]:
-        """{"conv": N x C*49 (GSHPS), "pooled": N x D (FID/KID), "logits": N x classes}, float64."""
+        """{"conv": N x C*49 (GSHPS), "pooled": N x D (FID/KID), "logits": N x classes}, float32
+        (the metrics compute in float64)."""
         self.network.eval().to(device)
         parts: dict[str, list[np.ndarray]] = {"conv": [], "pooled": [], "logits": []}
         for i in range(0, len(images), batch_size):
             out = self.network.forward_features(self.to_tensor(images[i:i + batch_size]).to(device))
             for key in parts:
-                parts[key].append(out[key].flatten(1).double().cpu().numpy())
+                parts[key].append(out[key].flatten(1).float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}
 
 
