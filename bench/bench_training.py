@@ -11,7 +11,7 @@
    held-out denoising loss on that class and on other classes, before and after.
 
 Usage: python bench/bench_training.py --reference PATH/train_text_to_image_lora.py
-                                      [--resolution 256] [--steps 2,6] [--rank 4]
+                                      [--resolution 256] [--steps 2,10] [--rank 4]
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--reference", default=os.environ.get("W2S_DIFFUSERS_LORA_SCRIPT"),
                     help="path of diffusers' examples/text_to_image/train_text_to_image_lora.py")
     ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--steps", default="2,6")
+    ap.add_argument("--steps", default="2,10")
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--work", default="/tmp/w2s-bench-train")
     ap.add_argument("--only-signal", action="store_true", help="run only the learning-signal part")

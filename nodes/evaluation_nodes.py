@@ -1,11 +1,9 @@
 """Evaluate: GSHPS, FID, KID (and CLIP score) of a generated batch against real images."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..word2scene.errors import InputError
-from ..word2scene.evaluation import OVERALL, EvaluationSettings, evaluate
-from ..word2scene.image_sets import LabelledImage, class_key, image_set, labels
+from ..word2scene.evaluation import EvaluationSettings, evaluate_batch
+from ..word2scene.image_sets import image_set
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 
@@ -50,20 +48,11 @@ class Evaluate:
                                          "Inception-v3 weights there")
         split = None if reference_split.strip() in ("", "all") else reference_split.strip()
         reference = image_set(comfy_bridge.dataset_folder(reference_folder), "reference_folder", split)
-        key = class_key(concept)
-        if key and key not in labels(reference):
-            raise InputError("concept", f"{concept!r} is not a class of the reference folder ({', '.join(labels(reference))})")
-        if key:
-            reference = [r for r in reference if r.label == key]
-        pixels = comfy_bridge.tensor_to_images(images)
-        generated = [LabelledImage(Path(f"batch-{i}"), key) for i in range(len(pixels))]
         settings = EvaluationSettings(
             features=comfy_bridge.evaluation_path("features", features),
             fid_features=None if fid_features == SAME else comfy_bridge.evaluation_path("fid_features", fid_features),
             clip=None if clip == NONE else comfy_bridge.evaluation_path("clip", clip))
-        texts = [prompt.strip() or concept.strip() or "a remote sensing scene"] * len(pixels) if settings.clip else None
-        report = evaluate(generated, reference, settings, generated_images=pixels, texts=texts)
-        values = {m: next((r.value for r in report.results if r.metric == m and r.scope == OVERALL), float("nan"))
-                  for m in ("GSHPS", "FID", "KID")}
+        report = evaluate_batch(comfy_bridge.tensor_to_images(images), reference, concept, settings, prompt)
         text = report.to_markdown()
-        return {"ui": {"text": [text]}, "result": (text, values["GSHPS"], values["FID"], values["KID"])}
+        return {"ui": {"text": [text]},
+                "result": (text, report.overall("GSHPS"), report.overall("FID"), report.overall("KID"))}

@@ -347,3 +347,19 @@ def test_vgg16_fine_tuned_from_given_weights_for_gshps(tmp_path):
     assert loaded.features(read_images(items[:1], "data"))["conv"].shape == (1, 512 * 49)
     with pytest.raises(InputError, match="holds vgg16 weights; arch is inception-v3"):
         train_classifier(items, ClassifierConfig(arch="inception-v3", init=str(tmp_path / "vgg16_imagenet.safetensors")))
+
+
+@needs_data
+def test_evaluate_batch_compares_a_batch_with_its_reference_class(classifier_file):
+    reference = subset("train")
+    beaches = read_images(subset("heldout", ["beach"]), "generated")
+    from word2scene.evaluation import evaluate_batch
+
+    report = evaluate_batch(beaches, reference, "Beach", EvaluationSettings(features=str(classifier_file), kid_subsets=5))
+    rows = {(r.scope, r.metric): r for r in report.results}
+    assert rows[("beach", "FID")].reference == 20 and rows[("overall", "GSHPS")].generated == 5
+    assert report.overall("GSHPS") == report.value("GSHPS", "beach") > 0.9
+    single = evaluate_batch(beaches[:1], reference, "beach", EvaluationSettings(features=str(classifier_file)))
+    assert np.isnan(single.overall("FID")) and np.isfinite(single.overall("GSHPS"))  # FID needs two images
+    with pytest.raises(InputError, match=r"^concept: 'volcano' is not a class of the reference folder"):
+        evaluate_batch(beaches, reference, "volcano", EvaluationSettings(features=str(classifier_file)))

@@ -56,6 +56,13 @@ class Report:
                 return r.value
         raise KeyError(f"{metric} for {scope}")
 
+    def overall(self, metric: str) -> float:
+        """The overall value of a metric, NaN when it was not computed (e.g. FID of one image)."""
+        try:
+            return self.value(metric)
+        except KeyError:
+            return float("nan")
+
     def as_dict(self) -> dict:
         return {"results": [asdict(r) for r in self.results], "accuracy": {k: v.as_dict() for k, v in self.accuracy.items()},
                 "groups": self.groups}
@@ -205,3 +212,19 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
             report.results.append(Result(name, metric, float(np.mean(values)), extractor, sum(r.generated for r in rows),
                                          sum(r.reference for r in rows), float(np.std(values))))
     return report
+
+
+def evaluate_batch(images: list[Image.Image], reference: list[LabelledImage], concept: str = "",
+                   settings: EvaluationSettings | None = None, prompt: str = "") -> Report:
+    """A batch of generated images of one concept (e.g. from ComfyUI) against the reference
+    images of that class ("" = every reference image); `prompt` is the CLIP text."""
+    from .image_sets import class_key
+
+    key = class_key(concept)
+    if key and key not in labels(reference):
+        raise InputError("concept", f"{concept!r} is not a class of the reference folder ({', '.join(labels(reference))})")
+    if key:
+        reference = [r for r in reference if r.label == key]
+    generated = [LabelledImage(Path(f"batch-{i}"), key) for i in range(len(images))]
+    texts = [prompt.strip() or concept.strip() or "a remote sensing scene"] * len(images)
+    return evaluate(generated, reference, settings, generated_images=images, texts=texts)
