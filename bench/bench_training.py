@@ -87,7 +87,7 @@ def matmul_peak(dtype=torch.float32) -> float:
     return 2 * 2048**3 / best / 1e12
 
 
-def learning_signal(steps: int = 150, base_steps: int = 400) -> list[tuple[str, float, float]]:
+def learning_signal(steps: int = 150, base_steps: int = 400, base_modules: str = "attention") -> list[tuple[str, float, float]]:
     """A base model first learns all 30 classes (a rank-64 LoRA on the tiny model, merged into
     its weights: a random network cannot denoise, so without a base every class would improve
     alike); then a concept LoRA is trained on the airport train split only, and the held-out
@@ -100,7 +100,8 @@ def learning_signal(steps: int = 150, base_steps: int = 400) -> list[tuple[str, 
     kb = load_knowledge(extra_dirs=[])
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     base = train(build_tiny(), SHARED, tmp / "w2s-bench-base.safetensors",
-                 TrainConfig(steps=base_steps, resolution=64, rank=64, alpha=64.0, learning_rate=1e-3, batch_size=4),
+                 TrainConfig(steps=base_steps, resolution=64, rank=64, alpha=64.0, learning_rate=1e-3, batch_size=4,
+                             module_set=base_modules, lr_scheduler="cosine"),
                  kb=kb, overwrite=True)
     sd = build_tiny()
     apply_concepts(sd, [(base.concept, 1.0, 1.0)])
@@ -123,11 +124,15 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/w2s-bench-train")
     ap.add_argument("--only-signal", action="store_true", help="run only the learning-signal part")
     ap.add_argument("--skip-signal", action="store_true", help="skip the learning-signal part")
+    ap.add_argument("--signal-steps", type=int, default=150, help="steps of the airport concept LoRA")
+    ap.add_argument("--signal-base-steps", type=int, default=400, help="steps of the all-class base LoRA")
+    ap.add_argument("--signal-base-modules", default="attention", choices=("attention", "kohya"))
     ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
                     help="run both trainers with this mixed precision (bf16 is fast on CPUs with AMX)")
     args = ap.parse_args()
+    signal = dict(steps=args.signal_steps, base_steps=args.signal_base_steps, base_modules=args.signal_base_modules)
     if args.only_signal:
-        print_signal()
+        print_signal(**signal)
         return
     n1, n2 = (int(x) for x in args.steps.split(","))
     work = Path(args.work)
@@ -173,13 +178,14 @@ def main() -> None:
     print(f"\nMFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured "
           f"{'bf16' if args.mixed_precision == 'bf16' else 'fp32'} matmul peak = {step_flops / ours_step / 1e12 / peak:.1%}\n")
     if not args.skip_signal:
-        print_signal()
+        print_signal(**signal)
 
 
-def print_signal() -> None:
-    print("| held-out class (tiny base, concept LoRA trained on airport, 150 steps) | loss before | loss after | change |")
+def print_signal(steps: int = 150, base_steps: int = 400, base_modules: str = "attention") -> None:
+    print(f"| held-out class (tiny base: {base_steps} steps, {base_modules} modules; concept LoRA trained on airport, "
+          f"{steps} steps) | loss before | loss after | change |")
     print("|---|---|---|---|")
-    for cls, before, after in learning_signal():
+    for cls, before, after in learning_signal(steps, base_steps, base_modules):
         print(f"| {cls} | {before:.4f} | {after:.4f} | {(after - before) / before:+.1%} |")
 
 
