@@ -363,3 +363,28 @@ def test_evaluate_batch_compares_a_batch_with_its_reference_class(classifier_fil
     assert np.isnan(single.overall("FID")) and np.isfinite(single.overall("GSHPS"))  # FID needs two images
     with pytest.raises(InputError, match=r"^concept: 'volcano' is not a class of the reference folder"):
         evaluate_batch(beaches, reference, "volcano", EvaluationSettings(features=str(classifier_file)))
+
+
+@needs_data
+def test_networks_and_reference_features_are_reused_until_files_change(classifier_file, tmp_path, monkeypatch):
+    from word2scene import evaluation, image_sets
+
+    assert load_extractor(classifier_file) is load_extractor(classifier_file)
+    assert load_extractor(classifier_file, cached=False) is not load_extractor(classifier_file)
+    reads = []
+    real_read = image_sets.read_images
+    monkeypatch.setattr(evaluation, "read_images", lambda items, name: reads.append(name) or real_read(items, name))
+    ref_dir = tmp_path / "ref" / "beach"
+    ref_dir.mkdir(parents=True)
+    for item in subset("train", ["beach"])[:4]:
+        shutil.copy(item.path, ref_dir / item.path.name)
+    images = read_images(subset("heldout", ["beach"]), "generated")
+    from word2scene.evaluation import evaluate_batch
+
+    settings = EvaluationSettings(features=str(classifier_file), kid_subsets=2)
+    first = evaluate_batch(images, image_set(tmp_path / "ref", "reference"), "beach", settings)
+    second = evaluate_batch(images, image_set(tmp_path / "ref", "reference"), "beach", settings)
+    assert reads == ["reference"] and first.overall("FID") == second.overall("FID")
+    (ref_dir / next(ref_dir.iterdir()).name).unlink()  # the reference changed: read again
+    third = evaluate_batch(images, image_set(tmp_path / "ref", "reference"), "beach", settings)
+    assert reads == ["reference", "reference"] and third.results[0].reference == 3

@@ -72,7 +72,7 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
     network = build_network(cfg.arch, len(classes), cfg.width, cfg.input_size)
     name = f"{cfg.arch} (trained here)"
     if cfg.init:
-        start = load_extractor(cfg.init, "init")
+        start = load_extractor(cfg.init, "init", cached=False)  # a private copy: fine-tuning changes it
         if start.arch.removesuffix("-fid") != cfg.arch:
             raise InputError("init", f"{cfg.init} holds {start.arch} weights; arch is {cfg.arch}")
         network = start.network

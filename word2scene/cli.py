@@ -579,7 +579,6 @@ def cmd_protocol(args) -> int:
     concepts = resolve_concepts(kb, settings.concepts)
     reference = image_set(args.reference, "--reference", _split(args.reference_split)) if args.reference else None
     evaluation = _evaluation_settings(args) if reference else None
-    extractors: dict = {}
     if reference is not None:  # before generating anything: the reference covers the concepts, the weights load
         missing = sorted(set(concepts) - set(labels(reference)))
         if missing:
@@ -588,7 +587,7 @@ def cmd_protocol(args) -> int:
         for name in ("features", "gshps_features", "fid_features"):
             path = getattr(args, name)
             if path:
-                extractors[str(path)] = load_extractor(path, "--" + name.replace("_", "-"))
+                load_extractor(path, "--" + name.replace("_", "-"))  # kept loaded for the evaluation
     concept = load_concept(args.concept, "--concept") if args.concept else None
     grid_concepts = [load_concept(p, "--grid-concept") for p in args.grid_concept] or ([concept] if concept else [])
     # auto: each worker's own accelerator (accelerate launch), else the CPU; gloo across CPU workers (torchrun)
@@ -614,7 +613,7 @@ def cmd_protocol(args) -> int:
         path = protocol_grid(sd, kb, grid_concepts, settings, args.out)
         print(f"grid: {path or Path(args.out) / 'grid.png'}{'' if path else ' (already present)'}", file=sys.stderr)
     if reference is not None:
-        print(evaluate_protocol(kb, settings, args.out, reference, evaluation, extractors), end="")
+        print(evaluate_protocol(kb, settings, args.out, reference, evaluation), end="")
     return 0
 
 

@@ -4,6 +4,7 @@ ways (train on generated / test on real, and the reverse). One Report, as markdo
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,22 +118,42 @@ def prompt_of(path: Path) -> str:
     return text.get("parameters", "").split("\nNegative prompt:")[0].strip()
 
 
-def _extractor(cache: dict, path: str | None, input_name: str) -> FeatureExtractor:
-    key = str(path)
-    if key not in cache:
-        cache[key] = load_extractor(path, input_name)
-    return cache[key]
+_REFERENCE_FEATURES: OrderedDict = OrderedDict()  # (extractor, files) -> features; the last few sets kept
+KEEP_FEATURE_SETS = 8
+
+
+def _set_key(items: list[LabelledImage]) -> tuple:
+    """Identity of an image set on disk: every file's path, class, modification time and size."""
+    out = []
+    for i in items:
+        st = i.path.stat()
+        out.append((str(i.path), i.label, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _reference_features(x: FeatureExtractor, items: list[LabelledImage], read, s: "EvaluationSettings") -> dict:
+    """Features of the reference set, reused while its files and the network are unchanged
+    (a node evaluating batch after batch against the same real images reads them once)."""
+    if not x.source:  # a network trained in memory: no identity to cache under
+        return x.features(read(), s.batch_size, s.device)
+    key = (x.source, _set_key(items))
+    if key not in _REFERENCE_FEATURES:
+        _REFERENCE_FEATURES[key] = x.features(read(), s.batch_size, s.device)
+        while len(_REFERENCE_FEATURES) > KEEP_FEATURE_SETS:
+            _REFERENCE_FEATURES.popitem(last=False)
+    _REFERENCE_FEATURES.move_to_end(key)
+    return _REFERENCE_FEATURES[key]
 
 
 def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], settings: EvaluationSettings | None = None,
              generated_images: list[Image.Image] | None = None, texts: list[str] | None = None,
-             groups: dict[str, list[str]] | None = None, extractors: dict | None = None) -> Report:
+             groups: dict[str, list[str]] | None = None) -> Report:
     """Compare generated images with reference images, per class (when the generated set
     has classes) and overall. `generated_images` gives the generated pixels directly (e.g.
     a ComfyUI batch) instead of reading `generated` paths; `texts` the CLIP prompts
     (default: the prompt stored in each PNG, else the class name); `groups` adds rows that
-    average classes (e.g. the paper's trained and zero-shot concepts); `extractors` caches
-    loaded networks across calls."""
+    average classes (e.g. the paper's trained and zero-shot concepts). Networks and reference
+    features are cached across calls (see load_extractor and _reference_features)."""
     s = settings or EvaluationSettings()
     if not generated:
         raise InputError("generated", "no generated images")
@@ -151,7 +172,6 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
         if unknown:
             raise InputError("groups", f"classes {unknown} are not among the evaluated classes {per_class}")
     report = Report(groups=dict(groups or {}))
-    cache = extractors if extractors is not None else {}
     feature_sets = []  # networks first: a wrong weights path fails before any image is read
     gshps_path = s.gshps_features or s.features
     fid_path = s.fid_features or s.features
@@ -159,12 +179,17 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
         load_extractor(None, "features")  # raises the error that says what to pass
     for path, input_name, metrics in ((gshps_path, "gshps_features", ("GSHPS",)), (fid_path, "fid_features", ("FID", "KID"))):
         if path:
-            x = _extractor(cache, path, "features" if path == s.features else input_name)
+            x = load_extractor(path, "features" if path == s.features else input_name)
             feature_sets.append((x, metrics))
     gen_images = generated_images if generated_images is not None else read_images(generated, "generated")
     if len(gen_images) != len(generated):
         raise InputError("generated", f"{len(gen_images)} images for {len(generated)} entries")
-    ref_images = read_images(reference, "reference")
+    ref_pixels: list = []
+
+    def ref_images() -> list[Image.Image]:  # read only when needed: cached features may make it unnecessary
+        if not ref_pixels:
+            ref_pixels.extend(read_images(reference, "reference"))
+        return ref_pixels
     gen_labels = np.array([g.label for g in generated])
     ref_labels = np.array([r.label for r in reference])
     scopes = [(OVERALL, np.ones(len(generated), bool), np.ones(len(reference), bool))] + \
@@ -173,7 +198,7 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
     computed: dict[str, tuple[dict, dict]] = {}
     for x, metrics in feature_sets:
         if x.name not in computed:
-            computed[x.name] = (x.features(gen_images, s.batch_size, s.device), x.features(ref_images, s.batch_size, s.device))
+            computed[x.name] = (x.features(gen_images, s.batch_size, s.device), _reference_features(x, reference, ref_images, s))
         fg, fr = computed[x.name]
         for scope, gm, rm in scopes:
             n_g, n_r = int(gm.sum()), int(rm.sum())
@@ -186,8 +211,7 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
                     mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, s.kid_subset_size)
                     report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std))
     if s.clip:
-        scorer = cache.get(("clip", s.clip)) or ClipScorer(s.clip, s.device)
-        cache[("clip", s.clip)] = scorer
+        scorer = ClipScorer(s.clip, s.device)
         if texts is None:
             texts = [prompt_of(g.path) or g.label.replace("_", " ") for g in generated]
         if any(not t for t in texts):
@@ -202,8 +226,8 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
                                               f"found {per_class or 'no class folders'}")
         on_generated = train_classifier(generated, s.classifier, "generated", images=gen_images, device=s.device)
         report.accuracy["generated->real"] = accuracy(on_generated, reference, "reference", device=s.device,
-                                                      images=ref_images)
-        on_real = train_classifier(reference, s.classifier, "reference", images=ref_images, device=s.device)
+                                                      images=ref_images())
+        on_real = train_classifier(reference, s.classifier, "reference", images=ref_images(), device=s.device)
         report.accuracy["real->generated"] = accuracy(on_real, generated, "generated", device=s.device, images=gen_images)
     for name, classes in (groups or {}).items():
         for metric, extractor in dict.fromkeys((r.metric, r.extractor) for r in report.results if r.scope in classes):

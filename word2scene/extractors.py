@@ -10,6 +10,7 @@ The extractor's `name` (architecture and file) goes into every result computed w
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class FeatureExtractor:
     arch: str
     classes: list[str] = field(default_factory=list)
     facts: dict = field(default_factory=dict)  # training facts of our classifiers
+    source: tuple = ()  # (path, modification time, size) of the file it was read from
 
     @property
     def input_size(self) -> int:
@@ -114,8 +116,32 @@ def detect_arch(state: dict[str, torch.Tensor]) -> tuple[str, int]:
     return "", 0
 
 
-def load_extractor(path: str | Path | None, input_name: str = "features") -> FeatureExtractor:
-    """The feature extractor in a weights file (see the module docstring for what is accepted)."""
+_LOADED: OrderedDict = OrderedDict()  # (path, mtime, size) -> FeatureExtractor; the last few files stay loaded
+KEEP_LOADED = 3
+
+
+def load_extractor(path: str | Path | None, input_name: str = "features", cached: bool = True) -> FeatureExtractor:
+    """The feature extractor in a weights file (see the module docstring for what is accepted).
+    The last few files loaded stay in memory, keyed by path, modification time and size, so a
+    node run again (or the protocol) does not read a 500 MB VGG16 again. `cached=False` gives
+    a private copy to modify (fine-tuning)."""
+    if path is not None and str(path).strip() and Path(path).is_file():
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+        if not cached:
+            return _read_extractor(path, input_name)
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+        extractor = _read_extractor(path, input_name)
+        _LOADED[key] = extractor
+        while len(_LOADED) > KEEP_LOADED:
+            _LOADED.popitem(last=False)
+        return extractor
+    return _read_extractor(path, input_name)
+
+
+def _read_extractor(path, input_name: str) -> FeatureExtractor:
     state, metadata = read_weights(path, input_name)
     path = Path(path)
     if CLASSIFIER_METADATA_KEY in metadata:
@@ -134,4 +160,6 @@ def load_extractor(path: str | Path | None, input_name: str = "features") -> Fea
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise InputError(input_name, f"{path.name} does not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return FeatureExtractor(f"{arch} ({path.name})", network.eval(), arch, classes, facts)
+    st = path.stat()
+    return FeatureExtractor(f"{arch} ({path.name})", network.eval(), arch, classes, facts,
+                            (str(path.resolve()), st.st_mtime_ns, st.st_size))

@@ -112,10 +112,9 @@ def generated_set(out: str | Path, concepts: list[str]):
     return items
 
 
-def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference: list, evaluation,
-                      extractors: dict | None = None) -> str:
+def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference: list, evaluation) -> str:
     """Evaluate the written images against `reference` (a labelled set), write report.md
-    and results.json into `out`; returns the markdown. `extractors`: loaded networks by path."""
+    and results.json into `out`; returns the markdown."""
     from .evaluation import evaluate
     from .files import atomic_path
 
@@ -123,7 +122,7 @@ def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference
     generated = generated_set(out, concepts)
     splits = paper_concepts(kb)
     groups = {split: [c for c in concepts if c in ids] for split, ids in splits.items()}
-    report = evaluate(generated, reference, evaluation, groups={k: v for k, v in groups.items() if v}, extractors=extractors)
+    report = evaluate(generated, reference, evaluation, groups={k: v for k, v in groups.items() if v})
     s = settings.sampling
     text = (f"# Word2Scene protocol\n\n{settings.images_per_concept} images per concept, seeds {settings.seed}.."
             f"{settings.seed + settings.images_per_concept - 1}, DDIM {s.steps} steps, CFG {s.cfg:g}, {s.width}x{s.height}, "
