@@ -87,23 +87,30 @@ def build(graph, positions) -> dict:
             "version": 0.4}
 
 
-def one_word_scene() -> dict:
-    """One word to scene, the paper's settings: DDIM, 30 steps, CFG 7, 512 x 512, strength 1."""
-    graph = [
+def generation(prompt: str, batch: int = 1) -> list:
+    """Nodes 1-8: checkpoint, concept, prompt and empty negative prompt, KSampler with the
+    paper's settings (DDIM, 30 steps, CFG 7, 512 x 512, strength 1), VAE Decode."""
+    return [
         (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
         (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
         (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
-        (4, "CLIPTextEncode", ["gs, geographic scene, airport"], {"clip": (3, 1)}),
+        (4, "CLIPTextEncode", [prompt], {"clip": (3, 1)}),
         (5, "CLIPTextEncode", [""], {"clip": (3, 1)}),
-        (6, "EmptyLatentImage", [512, 512, 1], {}),
+        (6, "EmptyLatentImage", [512, 512, batch], {}),
         (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
          {"model": (3, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (6, 0)}),
         (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
-        (9, "SaveImage", ["word2scene/airport"], {"images": (8, 0)}),
     ]
-    positions = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 80), 5: (760, 300), 6: (760, 480),
-                 7: (1120, 200), 8: (1480, 200), 9: (1720, 200)}
-    return build(graph, positions)
+
+
+GENERATION_POSITIONS = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 80), 5: (760, 300), 6: (760, 480),
+                        7: (1120, 200), 8: (1480, 200)}
+
+
+def one_word_scene() -> dict:
+    """One word to scene, the paper's settings: DDIM, 30 steps, CFG 7, 512 x 512, strength 1."""
+    graph = generation("gs, geographic scene, airport") + [(9, "SaveImage", ["word2scene/airport"], {"images": (8, 0)})]
+    return build(graph, {**GENERATION_POSITIONS, 9: (1720, 200)})
 
 
 def scene_prompt() -> dict:
@@ -193,23 +200,12 @@ def evaluate() -> dict:
     (input/word2scene_reference/, e.g. a copy of shared/data/rs_scenes) with a scene
     classifier in models/word2scene_eval/."""
     prompt = "gs, geographic scene, airport"
-    graph = [
-        (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
-        (2, "W2S_ConceptLoader", ["word2scene.safetensors"], {}),
-        (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
-        (4, "CLIPTextEncode", [prompt], {"clip": (3, 1)}),
-        (5, "CLIPTextEncode", [""], {"clip": (3, 1)}),
-        (6, "EmptyLatentImage", [512, 512, 8], {}),
-        (7, "KSampler", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0],
-         {"model": (3, 0), "positive": (4, 0), "negative": (5, 0), "latent_image": (6, 0)}),
-        (8, "VAEDecode", [], {"samples": (7, 0), "vae": (1, 2)}),
+    graph = generation(prompt, batch=8) + [
         (9, "SaveImage", ["word2scene/evaluated_airport"], {"images": (8, 0)}),
         (10, "W2S_Evaluate", ["word2scene_reference", "airport", "scenes.safetensors", "(same as features)", "all",
                               "none", prompt], {"images": (8, 0)}),
     ]
-    positions = {1: (40, 120), 2: (40, 320), 3: (400, 200), 4: (760, 80), 5: (760, 300), 6: (760, 480),
-                 7: (1120, 200), 8: (1480, 200), 9: (1720, 40), 10: (1720, 320)}
-    return build(graph, positions)
+    return build(graph, {**GENERATION_POSITIONS, 9: (1720, 40), 10: (1720, 320)})
 
 
 WORKFLOW_SOURCES = {"word2scene_evaluate": evaluate,"word2scene_strength_grid": strength_grid,
