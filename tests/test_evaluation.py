@@ -307,6 +307,16 @@ def test_clip_folder_missing_is_a_clear_error(tmp_path):
         ClipScorer(tmp_path)
 
 
+def test_a_clip_model_is_loaded_once_while_its_files_are_unchanged(tmp_path):
+    from word2scene.metrics import clip_scorer
+
+    folder = _tiny_clip(tmp_path / "clip")
+    first = clip_scorer(folder)
+    assert clip_scorer(folder) is first
+    (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")
+    assert clip_scorer(folder) is not first
+
+
 # --- CLI --------------------------------------------------------------------------------------
 
 @needs_data

@@ -15,7 +15,7 @@ from .classifier import Accuracy, ClassifierConfig, accuracy, train_classifier
 from .errors import InputError
 from .extractors import FeatureExtractor, load_extractor
 from .image_sets import LabelledImage, labels, read_images
-from .metrics import ClipScorer, fid, gshps, kid
+from .metrics import clip_scorer, fid, gshps, kid
 
 OVERALL = "overall"
 
@@ -211,7 +211,7 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
                     mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, s.kid_subset_size)
                     report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std))
     if s.clip:
-        scorer = ClipScorer(s.clip, s.device)
+        scorer = clip_scorer(s.clip, s.device)
         if texts is None:
             texts = [prompt_of(g.path) or g.label.replace("_", " ") for g in generated]
         if any(not t for t in texts):

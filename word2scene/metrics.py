@@ -127,3 +127,18 @@ class ClipScorer:
             cos = torch.nn.functional.cosine_similarity(image_embeds.float(), text_embeds.float(), dim=-1)
             out.append((100.0 * cos.clamp(min=0)).cpu().numpy())
         return np.concatenate(out).astype(np.float64)
+
+
+_SCORERS: dict = {}
+
+
+def clip_scorer(folder: str | Path, device: str = "cpu") -> ClipScorer:
+    """A ClipScorer, kept while the folder's files are unchanged (the last one loaded)."""
+    folder = Path(folder)
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir() if p.is_file())) \
+        if folder.is_dir() else ()
+    key = (str(folder.resolve()), stamp, device)
+    if key not in _SCORERS:
+        _SCORERS.clear()
+        _SCORERS[key] = ClipScorer(folder, device)
+    return _SCORERS[key]
