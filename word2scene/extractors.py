@@ -70,30 +70,24 @@ class FeatureExtractor:
 
 
 def read_weights(path: str | Path, input_name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """State dict and metadata of a weights file; pickles are read with weights_only=True."""
+    """State dict and metadata of a weights file, through the project's one reader
+    (models.read_state_dict: pickles only with weights_only=True)."""
+    from .models import read_state_dict
+
     if path is None or not str(path).strip():
         raise InputError(input_name, f"no weights file given; pass {ACCEPTED}. Weights are never downloaded: "
                                      "train a scene classifier offline with `word2scene classifier train DATA --out FILE`")
     path = Path(path)
     if not path.is_file():
         raise InputError(input_name, f"{path} does not exist; pass {ACCEPTED}")
+    if path.suffix.lower() not in (".safetensors", ".pth", ".pt", ".bin", ".ckpt"):
+        raise InputError(input_name, f"{path.name} has suffix {path.suffix!r}; pass {ACCEPTED}")
     try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
-        raise InputError(input_name, f"{path} cannot be read as weights ({type(exc).__name__}: {exc}); pass {ACCEPTED}") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(input_name, f"{path} holds no plain state dict of tensors; pass {ACCEPTED}")
-    return {k.removeprefix("module."): v for k, v in state.items()}, {}
+        state, metadata = read_state_dict(path, input_name)
+    except InputError as exc:
+        raise InputError(input_name, f"{path} cannot be read as weights ({str(exc).split(': ', 1)[1]}); "
+                                     f"pass {ACCEPTED}") from None
+    return {k.removeprefix("module."): v for k, v in state.items()}, metadata
 
 
 def build_network(arch: str, num_classes: int, width: int = 32, input_size: int = 112) -> torch.nn.Module:

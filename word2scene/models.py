@@ -257,8 +257,9 @@ def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dty
         except Exception as exc:
             raise InputError(input_name, f"{path} could not be read as a weights-only torch file ({exc}); "
                                          "only plain tensors are loaded, never pickled code") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
+        for key in ("state_dict", "model", "model_state_dict"):  # training scripts' wrappers
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
         if not isinstance(state, dict):
             raise InputError(input_name, f"{path} holds no state dict")
         return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, {}
