@@ -49,13 +49,6 @@ class ClassifierConfig:
         return self
 
 
-def _pixels(extractor: FeatureExtractor, images: list[Image.Image]) -> torch.Tensor:
-    from .dataset import fit_square
-
-    size = extractor.input_size
-    return torch.from_numpy(np.stack([np.asarray(fit_square(im, size)) for im in images])).permute(0, 3, 1, 2)
-
-
 def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None = None, input_name: str = "data",
                      on_epoch: Callable[[int, int, float], None] | None = None,
                      images: list[Image.Image] | None = None, device: str = "cpu") -> FeatureExtractor:
@@ -81,7 +74,7 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
     facts = {"arch": cfg.arch, "classes": classes, "width": cfg.width, "input_size": int(network.input_size),
              "epochs": cfg.epochs, "images": len(items), "seed": cfg.seed, "init": Path(cfg.init).name if cfg.init else None}
     extractor = FeatureExtractor(name, network, cfg.arch, classes, facts)
-    x = _pixels(extractor, images if images is not None else read_images(items, input_name))
+    x = extractor.pixels(images if images is not None else read_images(items, input_name))
     y = torch.tensor([classes.index(i.label) for i in items])
     network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

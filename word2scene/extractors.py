@@ -41,13 +41,17 @@ class FeatureExtractor:
     def input_size(self) -> int:
         return int(self.network.input_size)
 
-    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
-        """RGB images -> B x 3 x S x S, resized (bicubic, antialiased) and normalised."""
+    def pixels(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB images -> B x 3 x S x S uint8 at the network's input size (bicubic, antialiased,
+        centre-cropped)."""
         from .dataset import fit_square
 
-        size = self.input_size
-        array = np.stack([np.asarray(fit_square(im.convert("RGB"), size)) for im in images])
-        return self.normalise(torch.from_numpy(array).permute(0, 3, 1, 2))
+        array = np.stack([np.asarray(fit_square(im.convert("RGB"), self.input_size)) for im in images])
+        return torch.from_numpy(array).permute(0, 3, 1, 2)
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB images -> B x 3 x S x S, resized and normalised: the network's input."""
+        return self.normalise(self.pixels(images))
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """B x 3 x S x S uint8 (or 0-1 float) -> the network's input scale."""
@@ -119,20 +123,16 @@ def load_extractor(path: str | Path | None, input_name: str = "features", cached
     The last few files loaded stay in memory, keyed by path, modification time and size, so a
     node run again (or the protocol) does not read a 500 MB VGG16 again. `cached=False` gives
     a private copy to modify (fine-tuning)."""
-    if path is not None and str(path).strip() and Path(path).is_file():
-        st = Path(path).stat()
-        key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
-        if not cached:
-            return _read_extractor(path, input_name)
-        if key in _LOADED:
-            _LOADED.move_to_end(key)
-            return _LOADED[key]
-        extractor = _read_extractor(path, input_name)
-        _LOADED[key] = extractor
+    if not cached or path is None or not Path(path).is_file():  # a copy, or the error that says what to pass
+        return _read_extractor(path, input_name)
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _LOADED:
+        _LOADED[key] = _read_extractor(path, input_name)
         while len(_LOADED) > KEEP_LOADED:
             _LOADED.popitem(last=False)
-        return extractor
-    return _read_extractor(path, input_name)
+    _LOADED.move_to_end(key)
+    return _LOADED[key]
 
 
 def _read_extractor(path, input_name: str) -> FeatureExtractor:
