@@ -6,7 +6,10 @@
    --reference) at identical settings: the same random-weight full-size SD1.5 (a diffusers
    folder both load), resolution, rank (alpha = rank), batch, steps, 8 real airport images.
    Step time = difference of wall times of an N1- and an N2-step run, so start-up cancels.
-2. Model FLOP utilisation of our step against this machine's measured fp32 matmul peak.
+2. FLOPs per training image, counted (torch FlopCounterMode): the UNet forward + backward both
+   trainers do, and the VAE encode + text encoding the reference repeats each step; their ratio is
+   the ceiling of what caching can gain at equal FLOP rates. Model FLOP utilisation of our step
+   (counted FLOPs) against this machine's measured matmul peak.
 3. Learning signal on real data (tiny model): train on one class's train split, then
    held-out denoising loss on that class and on other classes, before and after.
 
@@ -30,7 +33,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
-FWD_TFLOP_512 = 0.80  # one SD1.5 UNet forward at 512 x 512 (shared/docs/anchors.md); scales with pixels
 
 
 def run_measured(cmd: list[str], env=None) -> tuple[float, float]:
@@ -85,6 +87,36 @@ def matmul_peak(dtype=torch.float32) -> float:
         a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * 2048**3 / best / 1e12
+
+
+def step_tflop(model: Path, resolution: int, rank: int) -> dict[str, float]:
+    """FLOPs (TFLOP) of the work one training image costs, counted by torch's FlopCounterMode on the
+    bench model (attention through the math backend, so its matmuls are counted too): the VAE encode
+    and text encoding the reference script repeats every step, and the UNet forward + backward with
+    LoRA that both trainers do. Their ratio bounds what caching can gain when both run at the same
+    FLOP rate: (vae + text + unet) / unet."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from word2scene.models import load_sd15
+    from word2scene.training import TrainConfig, add_lora
+
+    sd = load_sd15(model, dtype=torch.float32)
+    add_lora(sd, TrainConfig(rank=rank, alpha=float(rank)))
+    image = torch.randn(1, 3, resolution, resolution)
+    latents = torch.randn(1, 4, resolution // 8, resolution // 8)
+    context = torch.randn(1, 77, 768)
+
+    def count(fn) -> float:
+        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+            fn()
+        return counter.get_total_flops() / 1e12
+
+    with torch.no_grad():
+        vae = count(lambda: sd.vae.encode(image).latent_dist.sample())
+        text = count(lambda: sd.text_encoder(torch.randint(0, 49407, (1, 77)))[0])
+    unet = count(lambda: sd.unet.train()(latents, torch.tensor([500]), encoder_hidden_states=context).sample.square().mean().backward())
+    return {"vae": vae, "text": text, "unet": unet}
 
 
 def learning_signal(steps: int = 150, base_steps: int = 400, base_modules: str = "attention") -> list[tuple[str, float, float]]:
@@ -155,8 +187,8 @@ def main() -> None:
                                                 "--seed", "0", "--dataloader_num_workers", "0", "--random_flip",
                                                 "--center_crop", "--learning_rate", "1e-4",
                                                 "--mixed_precision", args.mixed_precision], env)
-    pixels = (args.resolution / 512) ** 2
-    step_flops = 2 * FWD_TFLOP_512 * pixels * 1e12  # a LoRA step ~ 2 forwards (anchors.md)
+    flops = step_tflop(model, args.resolution, args.rank)
+    step_flops = flops["unet"] * 1e12
     peak = matmul_peak(torch.bfloat16 if args.mixed_precision == "bf16" else torch.float32)
     print(f"\nSD1.5 random full size, {args.resolution} px, rank {args.rank}, batch 1, mixed precision "
           f"{args.mixed_precision}, 8 real airport images; "
@@ -175,7 +207,11 @@ def main() -> None:
     else:
         print(f"| throughput (images/s) | {1 / ours_step:.3f} | (pass --reference) | - |")
         print(f"| peak memory (GiB RSS) | {ours_mem:.2f} | (pass --reference) | - |")
-    print(f"\nMFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured "
+    ceiling = (flops["vae"] + flops["text"] + flops["unet"]) / flops["unet"]
+    print(f"\nFLOPs per training image (counted): UNet forward + backward with LoRA {flops['unet']:.3f} TFLOP (both "
+          f"trainers); VAE encode {flops['vae']:.3f} + text encoder {flops['text']:.4f} TFLOP (the reference, every "
+          f"step). Throughput ceiling of caching at equal FLOP rates: {ceiling:.2f}x")
+    print(f"MFU: {step_flops / ours_step / 1e12:.3f} TFLOP/s achieved / {peak:.3f} TFLOP/s measured "
           f"{'bf16' if args.mixed_precision == 'bf16' else 'fp32'} matmul peak = {step_flops / ours_step / 1e12 / peak:.1%}\n")
     if not args.skip_signal:
         print_signal(**signal)

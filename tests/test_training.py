@@ -71,6 +71,21 @@ def test_resume_gives_the_same_lora(one_class, tmp_path, kb):
         train(build_tiny(), one_class, tmp_path / "c.safetensors", other, kb=kb, resume=states[0])
 
 
+def test_data_order_is_drawn_once_per_epoch(one_class, tmp_path, kb, monkeypatch):
+    """No per-step work scales with the dataset: the shuffled order of all images is drawn once an epoch."""
+    drawn = []
+    randperm = torch.randperm
+
+    def counting(n, *args, **kwargs):
+        drawn.append(n)
+        return randperm(n, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randperm", counting)
+    result = train(build_tiny(), one_class, tmp_path / "a.safetensors", TrainConfig(steps=10, batch_size=2, **FAST), kb=kb)
+    assert len(result.losses) == 10
+    assert drawn.count(8) == 3  # 8 images, 4 batches an epoch: steps 1-4, 5-8, 9-10
+
+
 def test_saved_concept_loads_in_our_reader_and_in_diffusers(one_class, tmp_path, kb):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 

@@ -348,6 +348,7 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     last_state = list_states(out)[-1] if list_states(out) else None
     previews: list = []
     t0 = time.perf_counter()
+    order_epoch, order = -1, None  # the data order of one epoch, drawn once per epoch from (seed, epoch)
     unet.train()
     with torch.enable_grad():  # callers may run under no_grad (ComfyUI: inference mode, see the node)
         for step in range(start, total):
@@ -356,7 +357,8 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                 with accelerator.accumulate(unet):
                     global_batch = step * cfg.grad_accumulation + micro
                     epoch, slot = divmod(global_batch, batches_per_epoch)
-                    order = torch.randperm(len(expanded), generator=_sample_rng(cfg.seed, 1, epoch))
+                    if epoch != order_epoch:
+                        order_epoch, order = epoch, torch.randperm(len(expanded), generator=_sample_rng(cfg.seed, 1, epoch))
                     picks = order[slot * per_step:(slot + 1) * per_step].tolist()
                     picks = picks[accelerator.process_index * cfg.batch_size:(accelerator.process_index + 1) * cfg.batch_size]
                     index = torch.tensor([expanded[i] for i in picks])
