@@ -32,6 +32,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from flops import counted_tflop, unet_step_tflop  # noqa: E402  (bench/flops.py)
+
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
 
 
@@ -90,33 +92,20 @@ def matmul_peak(dtype=torch.float32) -> float:
 
 
 def step_tflop(model: Path, resolution: int, rank: int) -> dict[str, float]:
-    """FLOPs (TFLOP) of the work one training image costs, counted by torch's FlopCounterMode on the
-    bench model (attention through the math backend, so its matmuls are counted too): the VAE encode
-    and text encoding the reference script repeats every step, and the UNet forward + backward with
-    LoRA that both trainers do. Their ratio bounds what caching can gain when both run at the same
-    FLOP rate: (vae + text + unet) / unet."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs (TFLOP) one training image costs on the bench model: the VAE encode and text encoding
+    the reference script repeats every step, and the UNet forward + backward with LoRA that both
+    trainers do. Their ratio bounds what caching can gain when both run at the same FLOP rate:
+    (vae + text + unet) / unet."""
     from word2scene.models import load_sd15
     from word2scene.training import TrainConfig, add_lora
 
     sd = load_sd15(model, dtype=torch.float32)
     add_lora(sd, TrainConfig(rank=rank, alpha=float(rank)))
     image = torch.randn(1, 3, resolution, resolution)
-    latents = torch.randn(1, 4, resolution // 8, resolution // 8)
-    context = torch.randn(1, 77, 768)
-
-    def count(fn) -> float:
-        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
-            fn()
-        return counter.get_total_flops() / 1e12
-
     with torch.no_grad():
-        vae = count(lambda: sd.vae.encode(image).latent_dist.sample())
-        text = count(lambda: sd.text_encoder(torch.randint(0, 49407, (1, 77)))[0])
-    unet = count(lambda: sd.unet.train()(latents, torch.tensor([500]), encoder_hidden_states=context).sample.square().mean().backward())
-    return {"vae": vae, "text": text, "unet": unet}
+        vae = counted_tflop(lambda: sd.vae.encode(image).latent_dist.sample())
+        text = counted_tflop(lambda: sd.text_encoder(torch.randint(0, 49407, (1, 77)))[0])
+    return {"vae": vae, "text": text, "unet": unet_step_tflop(sd.unet, resolution)}
 
 
 def learning_signal(steps: int = 150, base_steps: int = 400, base_modules: str = "attention") -> list[tuple[str, float, float]]:

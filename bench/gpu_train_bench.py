@@ -1,7 +1,7 @@
 """GPU benchmark of concept training: an SD1.5-shaped model (random weights) at 512 px.
 
-Prints images/s and model FLOP utilisation against the GPU's measured bf16 matmul peak and
-its datasheet peak (H200: ~790 TFLOP/s dense bf16). Finishes within 10 minutes on one GPU.
+Prints images/s and model FLOP utilisation (FLOPs counted, bench/flops.py) against the GPU's
+measured bf16 matmul peak and its datasheet peak (H200: ~790 TFLOP/s dense bf16). Finishes within 10 minutes on one GPU.
 Usage (on a GPU machine): python bench/gpu_train_bench.py [--steps 40] [--batch 4] [--resolution 512]
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
-FWD_TFLOP_512 = 0.80
+from flops import unet_step_tflop  # noqa: E402  (bench/flops.py)
 
 
 def dataset(folder: Path, n: int = 32) -> Path:
@@ -83,8 +83,9 @@ def main() -> None:
     steady = times[args.warmup:]
     step_s = (steady[-1] - steady[0]) / (len(steady) - 1)
     images_s = args.batch / step_s
-    factor = 3 if args.gradient_checkpointing else 2
-    achieved = factor * FWD_TFLOP_512 * (args.resolution / 512) ** 2 * args.batch / step_s
+    sd.unet.disable_gradient_checkpointing()  # MFU counts model FLOPs, not recomputation
+    with torch.autocast("cuda", dtype=torch.bfloat16):  # model FLOPs of the trained UNet (LoRA in place), counted
+        achieved = unet_step_tflop(sd.unet, args.resolution, args.batch) / step_s
     peak = bf16_peak()
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16 autocast, batch {args.batch}, "
           f"{args.resolution} px, rank 16, attention modules\n")
