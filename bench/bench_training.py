@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from flops import counted_tflop, unet_step_tflop  # noqa: E402  (bench/flops.py)
+from flops import counted_tflop, matmul_peak, unet_step_tflop  # noqa: E402  (bench/flops.py)
 
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
 
@@ -78,18 +78,6 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
     (theirs / "metadata.jsonl").write_text("\n".join(json.dumps({"file_name": Path(r["file"]).name,
                                                                   "text": r["caption"]}) for r in rows) + "\n")
     return model, ours, theirs
-
-
-def matmul_peak(dtype=torch.float32) -> float:
-    """Measured matmul throughput (TFLOP/s) on this machine's threads."""
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * 2048**3 / best / 1e12
 
 
 def step_tflop(model: Path, resolution: int, rank: int) -> dict[str, float]:

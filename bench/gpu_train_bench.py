@@ -1,8 +1,14 @@
 """GPU benchmark of concept training: an SD1.5-shaped model (random weights) at 512 px.
 
 Prints images/s and model FLOP utilisation (FLOPs counted, bench/flops.py) against the GPU's
-measured bf16 matmul peak and its datasheet peak (H200: ~790 TFLOP/s dense bf16). Finishes within 10 minutes on one GPU.
+measured bf16 matmul peak and its datasheet peak (H200: ~790 TFLOP/s dense bf16). Finishes
+within 10 minutes on one GPU.
+
 Usage (on a GPU machine): python bench/gpu_train_bench.py [--steps 40] [--batch 4] [--resolution 512]
+Smoke run anywhere (the test suite does this): --device cpu --model tiny --resolution 64 ...
+
+The lent H200 machine's Python (3.12, torch 2.11, transformers, peft, accelerate) has no
+diffusers: carry its wheel and importlib_metadata's (README, Benchmarks).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
-from flops import unet_step_tflop  # noqa: E402  (bench/flops.py)
+from flops import matmul_peak, unet_step_tflop  # noqa: E402  (bench/flops.py)
 
 
 def dataset(folder: Path, n: int = 32) -> Path:
@@ -41,19 +47,6 @@ def dataset(folder: Path, n: int = 32) -> Path:
     return folder
 
 
-def bf16_peak() -> float:
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(20):
-        a @ b
-    torch.cuda.synchronize()
-    return 20 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
@@ -61,43 +54,50 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run)")
+    ap.add_argument("--model", default="sd15", choices=("sd15", "tiny"), help="random full-size SD1.5, or the tiny model")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA device: this benchmark needs a GPU")
-    from word2scene.models import build_random, sd15_configs
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        sys.exit("no CUDA device: this benchmark needs a GPU (or --device cpu --model tiny for a smoke run)")
+    from word2scene.models import build_random, build_tiny, sd15_configs
     from word2scene.training import TrainConfig, train
 
     work = Path(tempfile.mkdtemp())
     data = dataset(work / "data")
-    sd = build_random(sd15_configs(), seed=0, name="sd15-random")
+    sd = build_random(sd15_configs(), seed=0, name="sd15-random") if args.model == "sd15" else build_tiny()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     times: list[float] = []
 
     def on_progress(p):
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter())
 
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch, resolution=args.resolution, rank=16, alpha=16.0,
                       mixed_precision="bf16", gradient_checkpointing=args.gradient_checkpointing, augment="flip")
-    torch.cuda.reset_peak_memory_stats()
-    train(sd, data, work / "gpu.safetensors", cfg, device="cuda", on_progress=on_progress)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    train(sd, data, work / "gpu.safetensors", cfg, device=args.device, on_progress=on_progress)
     steady = times[args.warmup:]
     step_s = (steady[-1] - steady[0]) / (len(steady) - 1)
     images_s = args.batch / step_s
     sd.unet.disable_gradient_checkpointing()  # MFU counts model FLOPs, not recomputation
-    with torch.autocast("cuda", dtype=torch.bfloat16):  # model FLOPs of the trained UNet (LoRA in place), counted
+    with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16):  # the trained UNet, LoRA in place
         achieved = unet_step_tflop(sd.unet, args.resolution, args.batch) / step_s
-    peak = bf16_peak()
-    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, bf16 autocast, batch {args.batch}, "
+    peak = matmul_peak(torch.bfloat16, args.device)
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{name}, torch {torch.__version__}, {args.model}, bf16 autocast, batch {args.batch}, "
           f"{args.resolution} px, rank 16, attention modules\n")
     print("| measurement | value |")
     print("|---|---|")
     print(f"| step time (s) | {step_s:.3f} |")
     print(f"| images/s | {images_s:.2f} |")
-    print(f"| achieved model TFLOP/s | {achieved:.1f} |")
-    print(f"| measured bf16 matmul peak (TFLOP/s) | {peak:.1f} |")
+    print(f"| achieved model TFLOP/s | {achieved:.4g} |")
+    print(f"| measured bf16 matmul peak (TFLOP/s) | {peak:.4g} |")
     print(f"| MFU vs measured peak | {achieved / peak:.1%} |")
-    print(f"| MFU vs 790 TFLOP/s (H200 datasheet) | {achieved / 790:.1%} |")
-    print(f"| peak GPU memory (GiB) | {torch.cuda.max_memory_allocated() / 1024**3:.2f} |")
+    if cuda:
+        print(f"| MFU vs 790 TFLOP/s (H200 datasheet) | {achieved / 790:.1%} |")
+        print(f"| peak GPU memory (GiB) | {torch.cuda.max_memory_allocated() / 1024**3:.2f} |")
 
 
 if __name__ == "__main__":

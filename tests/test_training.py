@@ -315,3 +315,21 @@ def test_long_captions_are_encoded_whole_in_chunks(one_class, tmp_path, kb, tiny
     result = train(build_tiny(), one_class, tmp_path / "long_te.safetensors",
                    TrainConfig(steps=2, batch_size=4, augment="none", text_encoder=True, **FAST), kb=kb)
     assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+
+
+def test_gpu_bench_smoke_run_on_cpu():
+    """bench/gpu_train_bench.py runs end to end (tiny model, CPU), so a lent GPU's few minutes are
+    not lost to a broken script; its table reports a step time, images/s and MFU."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_train_bench.py"
+    done = subprocess.run([sys.executable, str(script), "--device", "cpu", "--model", "tiny", "--resolution", "64",
+                           "--steps", "5", "--warmup", "1", "--batch", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", done.stdout, re.M))
+    step, images = float(rows["step time (s)"]), float(rows["images/s"])
+    assert step > 0 and abs(images - 2 / step) < 0.02 * images
+    assert float(rows["achieved model TFLOP/s"]) > 0 and rows["MFU vs measured peak"].endswith("%")
