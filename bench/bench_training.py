@@ -143,7 +143,7 @@ def tiny_with_vae(vae_state: dict, scaling_factor: float):
 
 
 def learning_signal(steps: int = 300, base_steps: int = 2000, base_modules: str = "kohya",
-                    vae_steps: int = 300) -> tuple[list[tuple[str, float, float]], float, float]:
+                    vae_steps: int = 300, modules: str = "attention", lr: float = 1e-3) -> tuple[list[tuple[str, float, float]], float, float]:
     """The tiny model's VAE is first fitted to the images (fit_vae); a base model then learns all
     30 classes (a rank-64 LoRA on the tiny UNet, merged into its weights: a random network cannot
     denoise, so without a base every class would improve alike); then a concept LoRA is trained on
@@ -163,7 +163,8 @@ def learning_signal(steps: int = 300, base_steps: int = 2000, base_modules: str 
     sd = tiny_with_vae(vae_state, scale)
     apply_concepts(sd, [(base.concept, 1.0, 1.0)])
     sd._originals.clear()  # bake the base in
-    cfg = TrainConfig(concepts=["airport"], steps=steps, resolution=64, rank=8, alpha=8.0, learning_rate=1e-3)
+    cfg = TrainConfig(concepts=["airport"], steps=steps, resolution=64, rank=8, alpha=8.0, learning_rate=lr,
+                      module_set=modules)
     rows = [json.loads(line) for line in (SHARED / "captions.jsonl").read_text().splitlines()]
     classes = sorted({r["class"] for r in rows if r["split"] == "heldout"})
     before = {c: denoising_loss(sd, SHARED, cfg, kb, split="heldout", concepts=[c]) for c in classes}
@@ -186,11 +187,14 @@ def main() -> None:
     ap.add_argument("--signal-base-steps", type=int, default=2000, help="steps of the all-class base LoRA")
     ap.add_argument("--signal-base-modules", default="kohya", choices=("attention", "kohya"))
     ap.add_argument("--signal-vae-steps", type=int, default=300, help="steps fitting the tiny VAE to the images")
+    ap.add_argument("--signal-modules", default="attention", choices=("attention", "kohya"),
+                    help="module set of the airport concept LoRA")
+    ap.add_argument("--signal-lr", type=float, default=1e-3, help="learning rate of the airport concept LoRA")
     ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
                     help="run both trainers with this mixed precision (bf16 is fast on CPUs with AMX)")
     args = ap.parse_args()
     signal = dict(steps=args.signal_steps, base_steps=args.signal_base_steps, base_modules=args.signal_base_modules,
-                  vae_steps=args.signal_vae_steps)
+                  vae_steps=args.signal_vae_steps, modules=args.signal_modules, lr=args.signal_lr)
     if args.only_signal:
         print_signal(**signal)
         return
@@ -245,12 +249,13 @@ def main() -> None:
         print_signal(**signal)
 
 
-def print_signal(steps: int = 300, base_steps: int = 2000, base_modules: str = "kohya", vae_steps: int = 300) -> None:
-    rows, reconstruction, scale = learning_signal(steps, base_steps, base_modules, vae_steps)
+def print_signal(steps: int = 300, base_steps: int = 2000, base_modules: str = "kohya", vae_steps: int = 300,
+                 modules: str = "attention", lr: float = 1e-3) -> None:
+    rows, reconstruction, scale = learning_signal(steps, base_steps, base_modules, vae_steps, modules, lr)
     print(f"tiny VAE fitted to the train split: {vae_steps} steps, reconstruction MSE {reconstruction:.4f} "
           f"(pixels in [-1, 1]), latent scaling factor {scale:.3f}\n")
     print(f"| held-out class (tiny base: {base_steps} steps, {base_modules} modules; concept LoRA trained on airport, "
-          f"{steps} steps) | loss before | loss after | change |")
+          f"{steps} steps, {modules} modules, lr {lr:g}) | loss before | loss after | change |")
     print("|---|---|---|---|")
     changes = {cls: (after - before) / before for cls, before, after in rows}
     for cls, before, after in sorted(rows, key=lambda r: changes[r[0]]):
