@@ -36,9 +36,10 @@ def unet_step_tflop(unet, resolution: int, batch: int = 1) -> float:
 def matmul_peak(dtype=torch.float32, device="cpu") -> float:
     """Measured matmul throughput (TFLOP/s) of this machine's threads or GPU: the best of several
     square products (2048 on a CPU, 8192 on a GPU) after a warm-up."""
-    n = 8192 if torch.device(device).type == "cuda" else 2048
+    cuda = torch.device(device).type == "cuda"
+    n = 8192 if cuda else 2048
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(3):
         a @ b
     sync()

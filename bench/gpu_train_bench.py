@@ -57,7 +57,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run)")
     ap.add_argument("--model", default="sd15", choices=("sd15", "tiny"), help="random full-size SD1.5, or the tiny model")
     args = ap.parse_args()
-    cuda = torch.device(args.device).type == "cuda"
+    kind = torch.device(args.device).type
+    cuda = kind == "cuda"
     if cuda and not torch.cuda.is_available():
         sys.exit("no CUDA device: this benchmark needs a GPU (or --device cpu --model tiny for a smoke run)")
     from word2scene.models import build_random, build_tiny, sd15_configs
@@ -82,7 +83,7 @@ def main() -> None:
     step_s = (steady[-1] - steady[0]) / (len(steady) - 1)
     images_s = args.batch / step_s
     sd.unet.disable_gradient_checkpointing()  # MFU counts model FLOPs, not recomputation
-    with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16):  # the trained UNet, LoRA in place
+    with torch.autocast(kind, dtype=torch.bfloat16):  # the trained UNet, LoRA in place
         achieved = unet_step_tflop(sd.unet, args.resolution, args.batch) / step_s
     peak = matmul_peak(torch.bfloat16, args.device)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
