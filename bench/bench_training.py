@@ -97,7 +97,7 @@ def step_tflop(model: Path, resolution: int, rank: int) -> dict[str, float]:
     return {"vae": vae, "text": text, "unet": unet_step_tflop(sd.unet, resolution)}
 
 
-def fit_vae(steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
+def fit_vae(kb, steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
     """The tiny model's VAE fitted to the train split at 64 px (reconstruction MSE + 1e-6 KL, as
     SD's VAE was trained): its random encoder erases image content (GroupNorm removes each image's
     colour; latents of forest and desert agree to three decimals), so nothing class-specific could
@@ -107,11 +107,10 @@ def fit_vae(steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
     import torch.nn.functional as F
 
     from word2scene.dataset import scan_dataset
-    from word2scene.knowledge import load_knowledge
     from word2scene.models import build_tiny
     from word2scene.training import TrainConfig, load_images
 
-    samples = scan_dataset(SHARED, None, "train", load_knowledge(extra_dirs=[]))
+    samples = scan_dataset(SHARED, None, "train", kb)
     _, arrays, _ = load_images(samples, TrainConfig(resolution=64))
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     vae = build_tiny().vae.train().requires_grad_(True)
@@ -155,7 +154,7 @@ def learning_signal(steps: int = 300, base_steps: int = 2000, base_modules: str 
 
     kb = load_knowledge(extra_dirs=[])
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    vae_state, scale, reconstruction = fit_vae(vae_steps)
+    vae_state, scale, reconstruction = fit_vae(kb, vae_steps)
     base = train(tiny_with_vae(vae_state, scale), SHARED, tmp / "w2s-bench-base.safetensors",
                  TrainConfig(steps=base_steps, resolution=64, rank=64, alpha=64.0, learning_rate=1e-3, batch_size=4,
                              module_set=base_modules, lr_scheduler="cosine"),
