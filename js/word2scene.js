@@ -128,57 +128,62 @@ function showChips(node, panel, words, imagesPerWord) {
   node.w2sWordCount = imagesPerWord;
 }
 
+// --- per-node hooks: what each of our nodes adds when created and when it has run ---------------
+const NODE_HOOKS = {
+  W2S_ConceptLoader: {
+    created(node) {
+      const panel = addPanel(node, "w2s_concept", 150);
+      const combo = node.widgets?.find((w) => w.name === "concept_name");
+      if (combo) {
+        const callback = combo.callback;
+        combo.callback = (value, ...rest) => {
+          showConcept(node, panel, value);
+          return callback?.call(combo, value, ...rest);
+        };
+        setTimeout(() => showConcept(node, panel, combo.value), 0);
+      }
+    },
+  },
+  W2S_TrainConcept: { created: setupTraining },
+  W2S_Heatmap: {
+    created(node) {
+      node.w2sChips = addPanel(node, "w2s_words", 60);
+    },
+    executed(node, message) {
+      const words = Array.isArray(message?.words) ? message.words.map(String) : [];
+      if (node.w2sChips) showChips(node, node.w2sChips, words, words.length);
+    },
+  },
+  W2S_Evaluate: {
+    // The report (a markdown table) is shown as plain text: file names in it stay text.
+    created(node) {
+      node.w2sReport = addPanel(node, "w2s_report", 140);
+    },
+    executed(node, message) {
+      const text = Array.isArray(message?.text) ? message.text.map(String).join("\n") : "";
+      if (node.w2sReport) node.w2sReport.textContent = text;
+    },
+  },
+};
+
 app.registerExtension({
   name: "Word2Scene.Nodes",
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    const hooks = NODE_HOOKS[nodeData.name];
+    if (!hooks) return;
     const onCreated = nodeType.prototype.onNodeCreated;
     const onExecuted = nodeType.prototype.onExecuted;
-    if (nodeData.name === "W2S_ConceptLoader") {
+    if (hooks.created) {
       nodeType.prototype.onNodeCreated = function () {
         const result = onCreated?.apply(this, arguments);
-        const panel = addPanel(this, "w2s_concept", 150);
-        const combo = this.widgets?.find((w) => w.name === "concept_name");
-        if (combo) {
-          const callback = combo.callback;
-          combo.callback = (value, ...rest) => {
-            showConcept(this, panel, value);
-            return callback?.call(combo, value, ...rest);
-          };
-          setTimeout(() => showConcept(this, panel, combo.value), 0);
-        }
+        hooks.created(this);
         return result;
       };
     }
-    if (nodeData.name === "W2S_TrainConcept") {
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onCreated?.apply(this, arguments);
-        setupTraining(this);
-        return result;
-      };
-    }
-    if (nodeData.name === "W2S_Heatmap") {
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onCreated?.apply(this, arguments);
-        this.w2sChips = addPanel(this, "w2s_words", 60);
-        return result;
-      };
+    if (hooks.executed) {
       nodeType.prototype.onExecuted = function (message) {
         onExecuted?.apply(this, arguments);
-        const words = Array.isArray(message?.words) ? message.words.map(String) : [];
-        if (this.w2sChips) showChips(this, this.w2sChips, words, words.length);
-      };
-    }
-    if (nodeData.name === "W2S_Evaluate") {
-      // The report (a markdown table) is shown as plain text: file names in it stay text.
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onCreated?.apply(this, arguments);
-        this.w2sReport = addPanel(this, "w2s_report", 140);
-        return result;
-      };
-      nodeType.prototype.onExecuted = function (message) {
-        onExecuted?.apply(this, arguments);
-        const text = Array.isArray(message?.text) ? message.text.map(String).join("\n") : "";
-        if (this.w2sReport) this.w2sReport.textContent = text;
+        hooks.executed(this, message);
       };
     }
   },
