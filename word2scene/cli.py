@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .files import write_text_atomic
 
 
 def _positive_int(text: str) -> int:
@@ -536,13 +537,6 @@ def _evaluation_settings(args):
                               batch_size=args.batch, device=getattr(args, "device", "cpu"))
 
 
-def _write_text(path: Path, text: str) -> None:
-    from .files import atomic_path
-
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
     from .image_sets import image_set
@@ -553,7 +547,7 @@ def cmd_evaluate(args) -> int:
     text = report.to_markdown()
     if args.out:
         out = Path(args.out)
-        _write_text(out, report.to_json() if out.suffix.lower() == ".json" else text)
+        write_text_atomic(out, report.to_json() if out.suffix.lower() == ".json" else text, overwrite=True)
     print(text, end="")
     return 0
 

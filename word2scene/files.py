@@ -34,6 +34,13 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             tmp_path.unlink()
 
 
+def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write UTF-8 text to `path` atomically (atomic_path)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def safe_relative_name(input_name: str, name: str) -> str:
     """Check a user-given relative file name (may contain '/' subfolders, never '..').
 

@@ -116,7 +116,7 @@ def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference
     """Evaluate the written images against `reference` (a labelled set), write report.md
     and results.json into `out`; returns the markdown."""
     from .evaluation import evaluate
-    from .files import atomic_path
+    from .files import write_text_atomic
 
     concepts = resolve_concepts(kb, settings.concepts)
     generated = generated_set(out, concepts)
@@ -128,8 +128,7 @@ def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference
             f"{settings.seed + settings.images_per_concept - 1}, DDIM {s.steps} steps, CFG {s.cfg:g}, {s.width}x{s.height}, "
             f"strength {settings.strength:g}.\n\n" + report.to_markdown())
     for name, data in (("report.md", text), ("results.json", report.to_json())):
-        with atomic_path(Path(out) / name, overwrite=True) as tmp:
-            tmp.write_text(data, encoding="utf-8")
+        write_text_atomic(Path(out) / name, data, overwrite=True)
     return text
 
 

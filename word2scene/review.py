@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
-from .files import atomic_path
+from .files import write_text_atomic
 from .knowledge import KnowledgeBase, LIST_FIELDS, _parse_file
 from .mining import Phrase
 
@@ -42,9 +42,7 @@ def write_review(mined: dict[str, list[Phrase]], kb: KnowledgeBase, path: str | 
             "add": [],
         }
     body = yaml.safe_dump({"source": str(source), "classes": classes}, sort_keys=False, allow_unicode=True, width=110)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(HEADER + body, encoding="utf-8")
-    return Path(path)
+    return write_text_atomic(path, HEADER + body, overwrite=overwrite)
 
 
 def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: KnowledgeBase) -> dict[str, int]:
@@ -97,9 +95,8 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
             values = slot.setdefault(field_name, [])
             if text not in values:
                 values.append(text)
-    with atomic_path(into, overwrite=True) as tmp:
-        tmp.write_text("# Word2Scene user knowledge file (merged from expert review).\n"
-                       + yaml.safe_dump(existing, sort_keys=False, allow_unicode=True, width=110), encoding="utf-8")
+    write_text_atomic(into, "# Word2Scene user knowledge file (merged from expert review).\n"
+                      + yaml.safe_dump(existing, sort_keys=False, allow_unicode=True, width=110), overwrite=True)
     _parse_file(into)
     return counts
 
