@@ -143,6 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--deterministic", action="store_true",
                    help="bit-reproducible runs: deterministic kernels and one CPU thread (slower)")
 
+    pt = sub.add_parser("pretrain", help="train the Word2Scene-mini base model from scratch on a scene dataset",
+                        description="Fit the VAE, then train the UNet on every class in the shifted 'old aerial "
+                        "photograph' look (the base model the concept LoRA then corrects).")
+    pt.add_argument("dataset", help="captions.jsonl folder, kohya '10_name' folders or class folders (every class is used)")
+    pt.add_argument("--out", required=True, help="checkpoint .safetensors to write (fp16 single file)")
+    pt.add_argument("--overwrite", action="store_true")
+    pt.add_argument("--vae-steps", type=int, default=600)
+    pt.add_argument("--steps", type=int, default=2000, help="UNet steps")
+    pt.add_argument("--batch", type=int, default=32, help="UNet batch size")
+    pt.add_argument("--vae-batch", type=int, default=16)
+    pt.add_argument("--lr", type=float, default=5e-4, help="UNet learning rate")
+    pt.add_argument("--vae-lr", type=float, default=1e-3)
+    pt.add_argument("--warmup", type=int, default=100)
+    pt.add_argument("--resolution", type=int, default=128)
+    pt.add_argument("--split", default="train", help="captions.jsonl split to use; 'all' for every row")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--save-every", type=int, default=200, help="write a resumable state every N steps beside --out")
+    pt.add_argument("--keep-states", type=int, default=2)
+    pt.add_argument("--resume", help="a state file written by --save-every")
+
     gr = sub.add_parser("grid", help="epoch x strength grid: the same prompt and seed across strengths and concept files")
     gr.add_argument("word", help="scene word(s), expanded like generate")
     _add_model_args(gr)
@@ -482,19 +502,52 @@ class _TrainBar:
     """tqdm bar with step, loss and ETA."""
 
     def __init__(self):
-        self.bar = None
+        self.bar, self.phase = None, None
 
     def update(self, p) -> None:
         from tqdm import tqdm
 
+        phase = getattr(p, "phase", None)  # pretraining has two phases, each with its own bar
+        if self.bar is not None and phase != self.phase:
+            self.close()
         if self.bar is None:
-            self.bar = tqdm(total=p.total, initial=p.step - 1, unit="step", dynamic_ncols=True)
+            self.bar, self.phase = tqdm(total=p.total, initial=p.step - 1, unit="step", dynamic_ncols=True, desc=phase), phase
         self.bar.update(p.step - self.bar.n)
-        self.bar.set_postfix(loss=f"{p.loss:.4f}", lr=f"{p.lr:.2e}", img_s=f"{p.images_per_second:.2f}")
+        if hasattr(p, "lr"):
+            self.bar.set_postfix(loss=f"{p.loss:.4f}", lr=f"{p.lr:.2e}", img_s=f"{p.images_per_second:.2f}")
+        else:
+            self.bar.set_postfix(loss=f"{p.loss:.4f}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+def cmd_pretrain(args) -> int:
+    from .pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(vae_steps=args.vae_steps, unet_steps=args.steps, batch_size=args.batch,
+                         vae_batch_size=args.vae_batch, learning_rate=args.lr, vae_learning_rate=args.vae_lr,
+                         warmup_steps=args.warmup, resolution=args.resolution,
+                         split=None if args.split == "all" else args.split, seed=args.seed,
+                         save_every=args.save_every, keep_states=args.keep_states).check()
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    bar = _TrainBar()
+    try:
+        pretrain(args.dataset, out, cfg, kb=_knowledge(), resume=args.resume, overwrite=args.overwrite,
+                 on_progress=bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"word2scene: stopped; resume with --resume on the newest {out.stem}.pretrain-*.pt beside {out}",
+              file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
 
 
 def cmd_grid(args) -> int:
@@ -655,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"generate": cmd_generate, "info": cmd_info, "prompt": cmd_prompt,
-                "concepts": cmd_concepts, "train": cmd_train, "heatmap": cmd_heatmap,
+                "concepts": cmd_concepts, "train": cmd_train, "pretrain": cmd_pretrain, "heatmap": cmd_heatmap,
                 "grid": cmd_grid, "evaluate": cmd_evaluate, "protocol": cmd_protocol,
                 "classifier": cmd_classifier}[args.command](args)
     except InputError as exc:
