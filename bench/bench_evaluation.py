@@ -23,11 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from word2scene.backbones import InceptionV3, VGG16  # noqa: E402
-from word2scene.classifier import ClassifierConfig, accuracy, train_classifier  # noqa: E402
-from word2scene.extractors import FeatureExtractor  # noqa: E402
-from word2scene.image_sets import image_set, read_images  # noqa: E402
-from word2scene.metrics import fid  # noqa: E402
+from word2scene.evaluation.backbones import InceptionV3, VGG16  # noqa: E402
+from word2scene.evaluation.classifier import ClassifierConfig, accuracy, train_classifier  # noqa: E402
+from word2scene.evaluation.extractors import FeatureExtractor  # noqa: E402
+from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
+from word2scene.evaluation.metrics import fid  # noqa: E402
 
 SCENES = ROOT.parent / "shared" / "data" / "rs_scenes"
 

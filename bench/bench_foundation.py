@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import make_concept, model_shapes  # noqa: E402
-from word2scene.concept import save_concept  # noqa: E402
-from word2scene.generate import SamplingSettings, generate  # noqa: E402
-from word2scene.models import build_random, sd15_configs  # noqa: E402
-from word2scene.patching import apply_concepts, lora_modules  # noqa: E402
+from word2scene.concepts.file import save_concept  # noqa: E402
+from word2scene.scenes.sampling import SamplingSettings, generate  # noqa: E402
+from word2scene.models.sd15 import build_random, sd15_configs  # noqa: E402
+from word2scene.concepts.patching import apply_concepts, lora_modules  # noqa: E402
 
 
 def timed(fn, repeat=3):

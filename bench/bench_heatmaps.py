@@ -15,9 +15,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from word2scene.generate import SamplingSettings, sample  # noqa: E402
-from word2scene.heatmaps import generate_with_heatmaps  # noqa: E402
-from word2scene.models import build_random, build_tiny, sd15_configs  # noqa: E402
+from word2scene.scenes.sampling import SamplingSettings, sample  # noqa: E402
+from word2scene.scenes.heatmaps import generate_with_heatmaps  # noqa: E402
+from word2scene.models.sd15 import build_random, build_tiny, sd15_configs  # noqa: E402
 
 PROMPT = "gs, geographic scene, a church with a blue roof near red buildings"
 # SD1.5 attn2 grids at 512 px: 5 sites at 64x64, 5 at 32x32, 5 at 16x16, 1 at 8x8

@@ -17,11 +17,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from word2scene.generate import encode_prompt  # noqa: E402
-from word2scene.knowledge import cached_knowledge, load_knowledge  # noqa: E402
-from word2scene.mining import mine, read_captions  # noqa: E402
-from word2scene.models import build_random, load_tokenizer, sd15_configs  # noqa: E402
-from word2scene.prompt import expand  # noqa: E402
+from word2scene.scenes.sampling import encode_prompt  # noqa: E402
+from word2scene.prompts.knowledge import cached_knowledge, load_knowledge  # noqa: E402
+from word2scene.prompts.mining import mine, read_captions  # noqa: E402
+from word2scene.models.sd15 import build_random, load_tokenizer, sd15_configs  # noqa: E402
+from word2scene.prompts.expander import expand  # noqa: E402
 
 CAPTIONS = ROOT.parent / "shared" / "data" / "rs_scenes" / "captions.jsonl"
 

@@ -50,7 +50,7 @@ def run_measured(cmd: list[str], env=None) -> tuple[float, float]:
 
 
 def prepare(work: Path) -> tuple[Path, Path, Path]:
-    from word2scene.models import build_random, sd15_configs
+    from word2scene.models.sd15 import build_random, sd15_configs
 
     model = work / "sd15-random-diffusers"
     if not (model / "model_index.json").exists():
@@ -85,8 +85,8 @@ def step_tflop(model: Path, resolution: int, rank: int) -> dict[str, float]:
     the reference script repeats every step, and the UNet forward + backward with LoRA that both
     trainers do. Their ratio bounds what caching can gain when both run at the same FLOP rate:
     (vae + text + unet) / unet."""
-    from word2scene.models import load_sd15
-    from word2scene.training import TrainConfig, add_lora
+    from word2scene.models.sd15 import load_sd15
+    from word2scene.training.lora import TrainConfig, add_lora
 
     sd = load_sd15(model, dtype=torch.float32)
     add_lora(sd, TrainConfig(rank=rank, alpha=float(rank)))
@@ -106,9 +106,9 @@ def fit_vae(kb, steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
     import numpy as np
     import torch.nn.functional as F
 
-    from word2scene.dataset import scan_dataset
-    from word2scene.models import build_tiny
-    from word2scene.training import TrainConfig, load_images
+    from word2scene.datasets import scan_dataset
+    from word2scene.models.sd15 import build_tiny
+    from word2scene.training.lora import TrainConfig, load_images
 
     samples = scan_dataset(SHARED, None, "train", kb)
     _, arrays, _ = load_images(samples, TrainConfig(resolution=64))
@@ -133,7 +133,7 @@ def fit_vae(kb, steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
 
 def tiny_with_vae(vae_state: dict, scaling_factor: float):
     """The built-in tiny model with the fitted VAE and its latent scaling factor."""
-    from word2scene.models import build_tiny
+    from word2scene.models.sd15 import build_tiny
 
     sd = build_tiny()
     sd.vae.load_state_dict(vae_state)
@@ -148,9 +148,9 @@ def learning_signal(steps: int = 300, base_steps: int = 2000, base_modules: str 
     denoise, so without a base every class would improve alike); then a concept LoRA is trained on
     the airport train split only, and the held-out denoising loss of airport and of other classes
     is compared before and after. Returns the rows, the VAE's reconstruction MSE and its scale."""
-    from word2scene.knowledge import load_knowledge
-    from word2scene.patching import apply_concepts
-    from word2scene.training import TrainConfig, denoising_loss, train
+    from word2scene.prompts.knowledge import load_knowledge
+    from word2scene.concepts.patching import apply_concepts
+    from word2scene.training.lora import TrainConfig, denoising_loss, train
 
     kb = load_knowledge(extra_dirs=[])
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))

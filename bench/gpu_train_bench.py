@@ -61,8 +61,8 @@ def main() -> None:
     cuda = kind == "cuda"
     if cuda and not torch.cuda.is_available():
         sys.exit("no CUDA device: this benchmark needs a GPU (or --device cpu --model tiny for a smoke run)")
-    from word2scene.models import build_random, build_tiny, sd15_configs
-    from word2scene.training import TrainConfig, train
+    from word2scene.models.sd15 import build_random, build_tiny, sd15_configs
+    from word2scene.training.lora import TrainConfig, train
 
     work = Path(tempfile.mkdtemp())
     data = dataset(work / "data")

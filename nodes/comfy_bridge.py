@@ -5,7 +5,7 @@ node definitions can be read (and checked in CI) without ComfyUI.
 """
 from __future__ import annotations
 
-from ..word2scene.concept import Concept, check_fits
+from ..word2scene.concepts.file import Concept, check_fits
 from ..word2scene.errors import InputError
 from ..word2scene.files import safe_relative_name
 
@@ -121,7 +121,7 @@ def knowledge_dirs() -> list:
 
     import folder_paths
 
-    from ..word2scene.knowledge import USER_DIR_ENV, user_dirs
+    from ..word2scene.prompts.knowledge import USER_DIR_ENV, user_dirs
 
     dirs = [Path(p) for p in folder_paths.get_folder_paths(KNOWLEDGE_FOLDER)] if KNOWLEDGE_FOLDER in folder_paths.folder_names_and_paths else []
     return dirs + (user_dirs() if os.environ.get(USER_DIR_ENV) else [])
@@ -255,7 +255,7 @@ ATTN2_SITES = [("input", n) for n in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("
 def heatmap_patched(model, capture):
     """A clone of MODEL whose 16 SD1.5 attn2 sites compute explicit probabilities and add
     the conditional rows to `capture` (cond and uncond may come together or apart)."""
-    from ..word2scene.heatmaps import conditional_rows, cross_attention
+    from ..word2scene.scenes.heatmaps import conditional_rows, cross_attention
 
     def site(layer: str):
         def attn2(q, k, v, extra_options):
@@ -272,8 +272,8 @@ def heatmap_patched(model, capture):
 def prompt_columns(text: str, clip=None) -> list[int]:
     """Column token ids of a prompt: CLIP's own tokenization when a CLIP is given, else the
     same layout rule computed by the core."""
-    from ..word2scene.models import load_tokenizer
-    from ..word2scene.prompt_tokens import chunk_tokens
+    from ..word2scene.models.sd15 import load_tokenizer
+    from ..word2scene.prompts.tokens import chunk_tokens
 
     if clip is not None:
         tokens = clip.tokenize(text)
@@ -344,7 +344,7 @@ def register_routes() -> None:
     from aiohttp import web
     from server import PromptServer
 
-    from ..word2scene.concept import load_concept
+    from ..word2scene.concepts.file import load_concept
 
     routes = PromptServer.instance.routes
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from ..word2scene.concept import STRENGTH_RANGE, check_strength, load_concept
+from ..word2scene.concepts.file import STRENGTH_RANGE, check_strength, load_concept
 from . import comfy_bridge
 
 CATEGORY = "Word2Scene"

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..word2scene.errors import InputError
-from ..word2scene.evaluation import EvaluationSettings, evaluate_batch
-from ..word2scene.image_sets import image_set
+from ..word2scene.evaluation.scoring import EvaluationSettings, evaluate_batch
+from ..word2scene.evaluation.image_sets import image_set
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 

@@ -1,9 +1,9 @@
 """Strength Grid: the paper's epoch x strength figure as one node."""
 from __future__ import annotations
 
-from ..word2scene.concept import load_concept
-from ..word2scene.grid import parse_strengths, row_label
-from ..word2scene.render import labelled_grid
+from ..word2scene.concepts.file import load_concept
+from ..word2scene.scenes.strength_study import parse_strengths, row_label
+from ..word2scene.scenes.render import labelled_grid
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 

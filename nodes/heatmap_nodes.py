@@ -4,9 +4,9 @@ from __future__ import annotations
 import dataclasses
 
 from ..word2scene.errors import InputError
-from ..word2scene.heatmaps import AttentionCapture, HeatMaps, masks, normalize, word_scores
-from ..word2scene.models import load_tokenizer
-from ..word2scene.prompt_tokens import PromptLayout
+from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, masks, normalize, word_scores
+from ..word2scene.models.sd15 import load_tokenizer
+from ..word2scene.prompts.tokens import PromptLayout
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 
@@ -113,7 +113,7 @@ class Heatmap:
         }}
 
     def render(self, heatmaps, image, words, threshold):
-        from ..word2scene.render import overlay
+        from ..word2scene.scenes.render import overlay
 
         b, h, w = image.shape[:3]
         note = ""

@@ -1,9 +1,9 @@
 """Scene Prompt: one word in, the prompt (and conditioning) a concept was trained on out."""
 from __future__ import annotations
 
-from ..word2scene.knowledge import cached_knowledge, knowledge_signature
-from ..word2scene.models import load_tokenizer
-from ..word2scene.prompt import DETAIL, STYLES, expand
+from ..word2scene.prompts.knowledge import cached_knowledge, knowledge_signature
+from ..word2scene.models.sd15 import load_tokenizer
+from ..word2scene.prompts.expander import DETAIL, STYLES, expand
 from . import comfy_bridge
 from .concept_nodes import CATEGORY, CONCEPT
 

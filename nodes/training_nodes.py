@@ -1,10 +1,10 @@
 """Train Concept: a folder of RS images in, a concept file (and its loss curve and previews) out."""
 from __future__ import annotations
 
-from ..word2scene.concept import DEFAULT_TRIGGER_WORDS
-from ..word2scene.knowledge import cached_knowledge
-from ..word2scene.models import load_sd15
-from ..word2scene.training import TrainConfig, TrainingInterrupted, concept_output_path, list_states, loss_curve, train
+from ..word2scene.concepts.file import DEFAULT_TRIGGER_WORDS
+from ..word2scene.prompts.knowledge import cached_knowledge
+from ..word2scene.models.sd15 import load_sd15
+from ..word2scene.training.lora import TrainConfig, TrainingInterrupted, concept_output_path, list_states, loss_curve, train
 from . import comfy_bridge
 from .concept_nodes import CATEGORY, CONCEPT
 
@@ -76,7 +76,7 @@ class TrainConcept:
         try:
             result = train(sd, comfy_bridge.dataset_folder(dataset), out, cfg, kb=cached_knowledge(),
                            resume=states[-1] if states else None, overwrite=overwrite, device=device,
-                           base_model_hash=ckpt_name, on_progress=reporter.progress, on_preview=reporter.preview,
+                           on_progress=reporter.progress, on_preview=reporter.preview,
                            should_stop=reporter.should_stop)
         except TrainingInterrupted:
             reporter.raise_interrupt()

@@ -12,7 +12,7 @@ SHARED = Path(os.environ.get("W2S_SHARED", ROOT.parent / "shared"))
 
 @pytest.fixture(scope="session")
 def tiny():
-    from word2scene.models import build_tiny
+    from word2scene.models.sd15 import build_tiny
 
     return build_tiny()
 
@@ -20,7 +20,7 @@ def tiny():
 @pytest.fixture
 def fresh_tiny():
     """A tiny model a test may patch (the session one must stay unpatched)."""
-    from word2scene.models import build_tiny
+    from word2scene.models.sd15 import build_tiny
 
     return build_tiny()
 
@@ -32,7 +32,7 @@ CACHE = Path(os.environ.get("W2S_TEST_CACHE", Path.home() / ".cache" / "word2sce
 def sd15_random_checkpoint() -> Path:
     """A random-weight, full-size SD1.5 single-file checkpoint (fp16, ~2 GB), built once
     and cached in W2S_TEST_CACHE (default ~/.cache/word2scene-tests)."""
-    from word2scene.models import build_random, save_single_file, sd15_configs
+    from word2scene.models.sd15 import build_random, save_single_file, sd15_configs
 
     path = CACHE / "sd15-random-fp16.safetensors"
     if not path.exists():
@@ -46,7 +46,7 @@ def sd15_random_checkpoint() -> Path:
 def sd15_concept_file(tmp_path_factory) -> Path:
     """A concept for full-size SD1.5 (kohya module set plus text encoder)."""
     from helpers import make_concept, sd15_full_shapes
-    from word2scene.concept import save_concept
+    from word2scene.concepts.file import save_concept
 
     path = tmp_path_factory.mktemp("concepts") / "test_concept.safetensors"
     return save_concept(make_concept(sd15_full_shapes(), rank=4, alpha=2.0, module_set="kohya", text_encoder=True), path)

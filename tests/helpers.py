@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from word2scene import lora_keys
-from word2scene.concept import Concept, ConceptInfo, LoraWeights, TrainingFacts
+from word2scene.concepts import keys as lora_keys
+from word2scene.concepts.file import Concept, ConceptInfo, LoraWeights, TrainingFacts
 
 
 def model_shapes(sd) -> dict[str, tuple]:
     """Canonical LoRA name -> weight shape of a loaded diffusers SD15 bundle."""
-    from word2scene.patching import lora_modules
+    from word2scene.concepts.patching import lora_modules
 
     return {name: tuple(m.weight.shape) for name, m in lora_modules(sd).items()}
 
 
 def sd15_full_shapes() -> dict[str, tuple]:
-    from word2scene.models import sd15_module_shapes
+    from word2scene.models.sd15 import sd15_module_shapes
 
     return {lora_keys.kohya_name(c, p): s for c, paths in sd15_module_shapes().items() for p, s in paths.items()}
 

@@ -1,0 +1,231 @@
+"""The frontend in a real browser: Debian chromium driven by Playwright, headless, loopback
+only, against a real ComfyUI (COMFYUI_PATH). Screenshots go to W2S_ARTIFACTS (default: a
+temporary folder, printed)."""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from comfy_harness import PACK_FOLDER_NAME, ROOT, ComfyServer, comfyui_path
+from conftest import SHARED
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(comfyui_path() is None, reason="COMFYUI_PATH is not set: no ComfyUI to open in a browser"),
+    pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)"),
+]
+CONCEPT = "word2scene/test_concept.safetensors"
+EVAL_NET = "<img src=x onerror=alert(1)>scenes"  # markup in a file name must show as text
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    folder = Path(os.environ.get("W2S_ARTIFACTS") or tempfile.mkdtemp(prefix="w2s-browser-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"browser screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("comfy-browser")
+    srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint}, {CONCEPT: sd15_concept_file})
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(base / "models" / "loras" / "word2scene" / "test_concept.preview.png")
+    (base / "input").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHARED / "data" / "rs_scenes" / "church" / "000.jpg", base / "input" / "word2scene_church.jpg")
+    for cls in ("airport", "beach"):  # the evaluation workflow's reference and classifier
+        shutil.copytree(SHARED / "data" / "rs_scenes" / cls, base / "input" / "word2scene_reference" / cls)
+    from word2scene.evaluation.classifier import ClassifierConfig, save_classifier, train_classifier
+    from word2scene.evaluation.image_sets import image_set
+
+    clf = train_classifier(image_set(base / "input" / "word2scene_reference", "data"),
+                           ClassifierConfig(width=4, input_size=32, epochs=1))
+    save_classifier(clf, base / "models" / "word2scene_eval" / f"{EVAL_NET}.safetensors")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        page = context.new_page()
+        page.w2s_console = []
+        page.on("console", lambda m: page.w2s_console.append((m.type, m.text, m.location.get("url", ""))))
+        page.on("pageerror", lambda e: page.w2s_console.append(("pageerror", str(e), "")))
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_function("() => (window.app || window.comfyAPI?.app?.app)?.graph", timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.w2s_first_dialog = page.locator("[role=dialog]").all_text_contents()
+        page.keyboard.press("Escape")  # the template browser opens on a first visit
+        page.wait_for_timeout(500)
+        yield page
+        browser.close()
+
+
+APP = "(window.app || window.comfyAPI.app.app)"
+
+
+def _our_errors(page):
+    """Console errors from our extension's code or its routes (not, say, a missing input image)."""
+    return [c for c in page.w2s_console if c[0] in ("error", "pageerror")
+            and (PACK_FOLDER_NAME in c[1] + c[2] or "/word2scene/" in c[1] + c[2] or "Word2Scene" in c[1])]
+
+
+def _load(page, workflow: dict):
+    page.evaluate(f"wf => {APP}.loadGraphData(wf)", workflow)
+    page.wait_for_timeout(800)
+
+
+def test_template_browser_lists_our_workflows(page):
+    templates = page.evaluate("() => fetch('/api/workflow_templates').then(r => r.json())")
+    assert sorted(templates[PACK_FOLDER_NAME]) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
+    assert any(PACK_FOLDER_NAME in text for text in page.w2s_first_dialog)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_every_workflow_loads_without_missing_nodes(page, artifacts, path):
+    workflow = json.loads(path.read_text())
+    _load(page, workflow)
+    missing = page.evaluate(f"() => {APP}.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert missing == []
+    count = page.evaluate(f"() => {APP}.graph._nodes.length")
+    assert count == len(workflow["nodes"])
+    assert not page.get_by_text("missing", exact=False).filter(has_text="node").is_visible()
+    page.screenshot(path=str(artifacts / f"{path.stem}.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_concept_loader_shows_thumbnail_and_metadata(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "W2S_ConceptLoader":
+            node["widgets_values"] = [CONCEPT]
+    _load(page, workflow)
+    panel = page.locator("[data-w2s='w2s_concept']")
+    panel.first.wait_for(timeout=15_000)
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_concept']\")?.textContent.includes('trigger words')",
+                           timeout=15_000)
+    text = panel.first.text_content()
+    assert "trigger words: gs, geographic scene" in text and "rank 4" in text
+    assert panel.first.locator("img").count() == 1
+    assert panel.first.locator("img").evaluate("img => img.complete && img.naturalWidth") == 32
+    page.screenshot(path=str(artifacts / "concept_loader.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_queue_the_generation_workflow_by_clicking(page, server, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == "CheckpointLoaderSimple":
+            node["widgets_values"] = ["sd15_random.safetensors"]
+        elif node["type"] == "W2S_ConceptLoader":
+            node["widgets_values"] = [CONCEPT]
+        elif node["type"] == "EmptyLatentImage":
+            node["widgets_values"] = [64, 64, 1]
+        elif node["type"] == "KSampler":
+            node["widgets_values"][2] = 2
+    _load(page, workflow)
+    before = len(list((server.base / "output").rglob("*.png"))) if (server.base / "output").exists() else 0
+    button = page.locator("button", has_text="Run").or_(page.locator("button", has_text="Queue")).first
+    button.click()
+    page.wait_for_function(f"() => {APP}.graph._nodes.some(n => n.type === 'SaveImage' && n.imgs && n.imgs.length)",
+                           timeout=300_000)
+    after = len(list((server.base / "output").rglob("*.png")))
+    assert after == before + 1
+    page.screenshot(path=str(artifacts / "queued_generation.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def _set_widgets(workflow: dict, node_type: str, **values):
+    """Set named widget values of every node of a type in a UI-format workflow (by input order)."""
+    for node in workflow["nodes"]:
+        if node["type"] == node_type:
+            for index, value in values.items():
+                node["widgets_values"][int(index.lstrip("_"))] = value
+
+
+def _run_and_wait(page, node_type: str, predicate_js: str, timeout=600_000):
+    page.locator("button", has_text="Run").first.click()
+    page.wait_for_function(predicate_js, timeout=timeout)
+
+
+def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
+    data = server.base / "input" / "w2s_airport"
+    (data / "airport").mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in (SHARED / "data" / "rs_scenes" / "captions.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["class"] == "airport"][:4]
+    for r in rows:
+        shutil.copy(SHARED / "data" / "rs_scenes" / r["file"], data / r["file"])
+    (data / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    # widget order: ckpt, dataset, concepts, triggers, steps, epochs, rank, alpha, lr, batch, resolution,
+    # seed, control, save_name, preview_every, resume, module_set, text_encoder, save_every, preview_steps, overwrite
+    _set_widgets(workflow, "W2S_TrainConcept", _0="sd15_random.safetensors", _1="w2s_airport", _4=3, _6=4, _7=4.0,
+                 _10=64, _13="browser_concept", _14=1, _18=0, _19=2)
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
+    _set_widgets(workflow, "KSampler", _2=2)
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_TrainConcept",
+                  "() => document.querySelector(\"[data-w2s='w2s_training']\")?.textContent.includes('done: 3 steps')")
+    panel = page.locator("[data-w2s='w2s_training']").first
+    assert panel.locator("img").count() >= 1  # the latest previews
+    drawn = panel.locator("canvas").evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 == 2 && v > 200)")
+    assert drawn  # the blue loss line
+    page.screenshot(path=str(artifacts / "training_node.png"))
+    assert (server.base / "models" / "loras" / "word2scene" / "browser_concept.safetensors").is_file()
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_heatmap_node_word_chips(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_interpretability.json").read_text())
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
+    _set_widgets(workflow, "W2S_KSamplerHeatmaps", _2=2)
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_Heatmap",
+                  "() => document.querySelectorAll(\"[data-w2s='w2s_words'] button\").length >= 9")
+    chips = page.locator("[data-w2s='w2s_words']").first.locator("button")
+    labels = chips.all_text_contents()
+    assert labels[:2] == ["gs", "geographic scene"] or "church" in labels
+    chips.nth(2).click()
+    index = page.evaluate(f"() => {APP}.graph._nodes.filter(n => n.type === 'W2S_Heatmap').map(n => n.imageIndex)")
+    assert 2 in index
+    page.screenshot(path=str(artifacts / "heatmap_chips.png"))
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_evaluate_node_shows_its_report_as_text(page, artifacts):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_evaluate.json").read_text())
+    _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
+    _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
+    _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64, _2=2)
+    _set_widgets(workflow, "KSampler", _2=2)
+    _set_widgets(workflow, "W2S_Evaluate", _2=f"{EVAL_NET}.safetensors")
+    _load(page, workflow)
+    _run_and_wait(page, "W2S_Evaluate",
+                  "() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')")
+    panel = page.locator("[data-w2s='w2s_report']").first
+    text = panel.text_content()
+    assert "| airport | 2 | 25 |" in text and f"GSHPS [scene-cnn ({EVAL_NET}.safetensors)]" in text
+    assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
+    page.screenshot(path=str(artifacts / "evaluate_node.png"))
+    assert not _our_errors(page), _our_errors(page)

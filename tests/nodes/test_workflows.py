@@ -1,0 +1,57 @@
+"""Every workflow, checked without ComfyUI: node types, input names, widget counts and link
+types against our node definitions and a committed snapshot of the core nodes' /object_info
+for the ComfyUI version we target (tests/nodes/data/comfyui_core_object_info.json)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAPSHOT = json.loads((Path(__file__).parent / "data" / "comfyui_core_object_info.json").read_text())
+WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+@pytest.fixture(scope="module")
+def definitions():
+    """Core nodes from the snapshot plus ours, in /object_info's shape."""
+    name = "w2s_pack_for_workflows"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules[name] = pack
+    spec.loader.exec_module(pack)
+    ours = {}
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        try:
+            inputs = cls.INPUT_TYPES()
+        except ImportError:  # combos listing ComfyUI's folders: the snapshot has their shape
+            inputs = SNAPSHOT["ours"][node_id]["input"]
+        ours[node_id] = {"input": inputs, "output": list(cls.RETURN_TYPES)}
+    return {**SNAPSHOT["core"], **ours}
+
+
+def _is_widget(spec) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGETS
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_workflow_matches_node_definitions(definitions, path):
+    workflow = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for node in workflow["nodes"]:
+        assert node["type"] in definitions, f"{path.name}: unknown node type {node['type']}"
+        info = definitions[node["type"]]
+        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        for slot in node["inputs"]:
+            assert slot["name"] in specs, f"{node['type']} has no input {slot['name']!r}"
+            assert specs[slot["name"]][0] == slot["type"], (node["type"], slot["name"])
+        widgets = sum(1 + bool(len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"))
+                      for name, spec in specs.items() if _is_widget(spec))
+        extra = 1 if node["type"] == "LoadImage" else 0  # its upload button keeps a value too
+        assert len(node["widgets_values"]) == widgets + extra, (path.name, node["type"], node["widgets_values"])
+        for i, out in enumerate(node["outputs"]):
+            assert info["output"][i] == out["type"], (node["type"], i)
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        assert definitions[nodes[src]["type"]]["output"][src_slot] == kind
+        assert nodes[dst]["inputs"][dst_slot]["type"] == kind

@@ -1,0 +1,46 @@
+"""The epoch x strength grid (the paper's figure)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import make_concept, model_shapes
+from word2scene.cli import main
+from word2scene.concepts.file import save_concept
+from word2scene.errors import InputError
+from word2scene.scenes.sampling import SamplingSettings
+from word2scene.scenes.strength_study import parse_strengths, strength_grid
+
+
+def test_grid_cells_follow_strength_and_restore_the_model(fresh_tiny, tmp_path):
+    from word2scene.concepts.patching import lora_modules
+
+    a = make_concept(model_shapes(fresh_tiny), seed=1, alpha=8.0)
+    b = make_concept(model_shapes(fresh_tiny), seed=2, alpha=8.0)
+    a.info.training.epochs, b.info.training.epochs = 1, 2
+    before = {n: m.weight.detach().clone() for n, m in lora_modules(fresh_tiny).items()}
+    settings = SamplingSettings(steps=2, width=32, height=32, seed=4)
+    image, cells = strength_grid(fresh_tiny, "gs, geographic scene, airport", [a, b], [0.0, 1.0], settings)
+    assert len(cells) == 2 and len(cells[0]) == 2 and image.width > 2 * 32 and image.height > 2 * 32
+    pixels = [[np.asarray(c) for c in row] for row in cells]
+    assert np.array_equal(pixels[0][0], pixels[1][0])  # strength 0 = the base model, whatever the concept
+    assert not np.array_equal(pixels[0][1], pixels[1][1]) and not np.array_equal(pixels[0][0], pixels[0][1])
+    assert all(np.array_equal(before[n], m.weight.detach()) for n, m in lora_modules(fresh_tiny).items())
+
+
+def test_strength_parsing():
+    assert parse_strengths("0, 0.5,1") == [0.0, 0.5, 1.0]
+    for bad in ("", "a,b", "0,9"):
+        with pytest.raises(InputError, match="strengths"):
+            parse_strengths(bad)
+
+
+def test_cli_grid(tiny, tmp_path, capsys):
+    paths = [str(save_concept(make_concept(model_shapes(tiny), seed=s), tmp_path / f"epoch_{s}.safetensors")) for s in (1, 2)]
+    out = tmp_path / "grid.png"
+    args = ["grid", "airport", "--concept", paths[0], "--concept", paths[1], "--strengths", "0,0.5,1", "--steps", "2",
+            "--width", "32", "--height", "32", "--out", str(out)]
+    assert main(args) == 0
+    with Image.open(out) as im:
+        assert im.width >= 3 * 32 and im.height >= 2 * 32
+    assert "2 concept(s) x 3 strengths" in capsys.readouterr().out
+    assert main(args) == 2 and "exists" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Training data: find images and captions, read RS imagery, build training captions.
+
+Layouts (detected in this order):
+- captions.jsonl in the folder (as in shared/data): lines with "file", "class", "caption"
+  and optionally "split" (only `split` rows are used when given, default "train");
+- kohya folders: subfolders "10_airport" (repeat count, class) with image + .txt caption;
+- class folders: subfolders named after the class (folder name = concept word), captions
+  from .txt sidecars when present;
+- a flat folder of images (+ optional .txt sidecars): the concept word is given.
+Training caption = trigger words + concept word + caption (the paper's "gs, geographic
+scene, ..." form).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .imagery import IMAGE_SUFFIXES
+
+REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    concept: str  # the concept word as it goes into the caption
+    caption: str  # the image's own caption ("" when none)
+    repeats: int = 1
+
+
+def read_caption_rows(path: Path, required: tuple[str, ...], input_name: str) -> list[dict]:
+    """The rows of a captions.jsonl (the format of shared/data): one JSON object per line,
+    each with the `required` keys; errors name the file and line."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(input_name, f"{path}:{n}: not a JSON line ({exc.msg})") from None
+        if not isinstance(row, dict) or any(k not in row for k in required):
+            raise InputError(input_name, f"{path}:{n}: a line needs {' and '.join(repr(k) for k in required)}")
+        rows.append(row)
+    return rows
+
+
+def concept_word(class_name: str, kb=None) -> str:
+    """Class folder/id -> the word used in captions (knowledge-base name when known)."""
+    if kb is not None:
+        cid = kb.find(class_name)
+        if cid is not None:
+            return kb[cid].name
+    return " ".join(class_name.replace("_", " ").split())
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _sidecar(image: Path) -> str:
+    txt = image.with_suffix(".txt")
+    return txt.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0].strip() if txt.is_file() and txt.stat().st_size else ""
+
+
+def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str | None = "train", kb=None) -> list[Sample]:
+    """All training samples under `root`; `concepts` restricts class layouts to those
+    classes (matched through the knowledge base) and names the concept of a flat folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("dataset", f"{root} is not a folder")
+    wanted = None
+    if concepts:
+        wanted = {(kb.find(c) if kb else None) or c.strip().lower().replace(" ", "_") for c in concepts}
+
+    def keep(cls: str) -> bool:
+        if wanted is None:
+            return True
+        return ((kb.find(cls) if kb else None) or cls.lower()) in wanted
+
+    samples: list[Sample] = []
+    jsonl = root / "captions.jsonl"
+    if jsonl.is_file():
+        for row in read_caption_rows(jsonl, ("file", "class"), "dataset"):
+            file, cls = str(row["file"]), str(row["class"])
+            if split is not None and row.get("split", split) != split or not keep(cls):
+                continue
+            path = (root / file).resolve()
+            if root.resolve() not in path.parents:
+                raise InputError("dataset", f"{jsonl}: file {file!r} points outside the dataset folder")
+            samples.append(Sample(path, concept_word(cls, kb), str(row.get("caption", "")).strip()))
+    else:
+        subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for folder in subfolders:
+            m = REPEAT_PREFIX.match(folder.name)
+            repeats, cls = (int(m[1]), m[2]) if m else (1, folder.name)
+            if not keep(cls):
+                continue
+            for image in _images(folder):
+                samples.append(Sample(image, concept_word(cls, kb), _sidecar(image), max(1, repeats)))
+        flat = _images(root)
+        if flat:
+            if not concepts:
+                raise InputError("concept", f"{root} holds images directly; give the concept word they show")
+            for image in flat:
+                samples.append(Sample(image, concept_word(concepts[0], kb), _sidecar(image)))
+    if not samples:
+        what = f" for concept(s) {', '.join(concepts)}" if concepts else ""
+        raise InputError("dataset", f"{root} has no images{what} (accepted: captions.jsonl, kohya '10_name' folders, "
+                                    f"class folders, or images with .txt captions; {', '.join(sorted(IMAGE_SUFFIXES))})")
+    missing = [s.image for s in samples if not s.image.is_file()]
+    if missing:
+        raise InputError("dataset", f"{len(missing)} captioned images do not exist (first: {missing[0]}); "
+                                    "captions must match image files")
+    return samples
+
+
+def training_caption(trigger_words: list[str], sample: Sample) -> str:
+    """The paper's form: "gs, geographic scene, <concept>, <caption>"."""
+    parts = [t.strip() for t in trigger_words if t.strip()] + [sample.concept]
+    if sample.caption:
+        parts.append(sample.caption.rstrip(". "))
+    return ", ".join(parts)
+
+
+def dataset_hash(samples: list[Sample]) -> str:
+    """sha256 over (file name, size, concept, caption, repeats): changes when the data does."""
+    h = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: str(s.image)):
+        h.update(f"{s.image.name}|{s.image.stat().st_size}|{s.concept}|{s.caption}|{s.repeats}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,60 @@
+"""Labelled image sets for evaluation and scene classifiers: real reference folders and
+generated folders, in the layouts training accepts (captions.jsonl with "class" and
+"split", kohya or class folders), or a flat folder of unlabelled images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from ..imagery import IMAGE_SUFFIXES, read_image
+from ..datasets import scan_dataset
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    path: Path
+    label: str  # class key (snake_case, e.g. dense_residential); "" when unlabelled
+
+
+def class_key(name: str) -> str:
+    """'Dense Residential', 'dense-residential', 'dense_residential' -> 'dense_residential'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def image_set(root: str | Path, input_name: str, split: str | None = None) -> list[LabelledImage]:
+    """Every image under `root` with its class; `split` keeps only those captions.jsonl rows."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(input_name, f"{root} is not a folder")
+    has_classes = (root / "captions.jsonl").is_file() or any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+    if not has_classes:
+        flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not flat:
+            raise InputError(input_name, f"{root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return [LabelledImage(p, "") for p in flat]
+    try:
+        samples = scan_dataset(root, split=split)
+    except InputError as exc:
+        raise InputError(input_name, str(exc).split(": ", 1)[1]) from None
+    return [LabelledImage(s.image, class_key(s.concept)) for s in samples]
+
+
+def labels(items: list[LabelledImage]) -> list[str]:
+    """The sorted distinct class keys of a set ("" excluded)."""
+    return sorted({i.label for i in items if i.label})
+
+
+def read_images(items: list[LabelledImage], input_name: str) -> list[Image.Image]:
+    """RGB images of a set; an unreadable file is an error naming it (a metric over fewer
+    images than asked would be silently different)."""
+    images = []
+    for item in items:
+        try:
+            images.append(read_image(item.path))
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
+            raise InputError(input_name, f"{item.path} cannot be read as an image ({type(exc).__name__}); "
+                                         "remove or replace it") from None
+    return images

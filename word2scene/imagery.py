@@ -1,0 +1,84 @@
+"""Image files: reading RS imagery of any depth and band count as 8-bit RGB, fitting it to
+the model's square, and writing PNGs with their generation parameters, atomically."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from .errors import InputError
+from .files import atomic_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a PNG with its parameters in a 'word2scene' text chunk (JSON) and an
+    AUTOMATIC1111-style 'parameters' chunk, so other tools show how it was made."""
+    info = PngImagePlugin.PngInfo()
+    if parameters:
+        info.add_text("word2scene", json.dumps(parameters, ensure_ascii=False))
+        p = parameters
+        a1111 = (f"{p.get('prompt', '')}\nNegative prompt: {p.get('negative', '')}\nSteps: {p.get('steps')}, Sampler: "
+                 f"{p.get('sampler', 'DDIM')}, CFG scale: {p.get('cfg')}, Seed: {p.get('seed')}, "
+                 f"Size: {p.get('width')}x{p.get('height')}, Model: {p.get('model')}")
+        info.add_text("parameters", a1111)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return Path(path)
+
+
+def read_image(path: Path, bands: tuple[int, ...] = (1, 2, 3), stretch: tuple[float, float] = (2.0, 98.0)) -> Image.Image:
+    """Any PIL-readable image as 8-bit RGB. Grayscale is repeated to three bands, alpha is
+    dropped, 16-bit/float data and multi-band TIFFs (chosen `bands`, 1-based) are
+    percentile-stretched to 8 bits."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "1"):
+            return im.convert("RGB")
+        frames = []
+        for i in range(getattr(im, "n_frames", 1)):
+            im.seek(i)
+            frames.append(np.asarray(im))
+    array = np.stack(frames, axis=-1) if len(frames) > 1 else frames[0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] < 3:  # one band (or band + alpha): grayscale
+        chosen = np.repeat(array[..., :1], 3, axis=-1)
+    elif max(bands) > array.shape[-1]:
+        raise InputError("bands", f"{path.name} has {array.shape[-1]} bands; asked for band {max(bands)}")
+    else:
+        chosen = array[..., [b - 1 for b in bands]]
+    return Image.fromarray(stretch_to_uint8(chosen, stretch))
+
+
+def stretch_to_uint8(array: np.ndarray, percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
+    """Per-band percentile stretch of any numeric H x W x C array to uint8."""
+    out = np.empty(array.shape, dtype=np.uint8)
+    for c in range(array.shape[-1]):
+        band = array[..., c].astype(np.float64)
+        finite = band[np.isfinite(band)]
+        lo, hi = (np.percentile(finite, percentiles) if finite.size else (0.0, 1.0))
+        if hi <= lo:
+            hi = lo + 1.0
+        out[..., c] = np.clip((np.nan_to_num(band, nan=lo) - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def fit_square(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to `size` (bicubic) and centre-crop to size x size."""
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def dihedral(array: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 symmetries of the square (k in 0-7) of an H x W (x C) array."""
+    out = np.rot90(array, k % 4, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)

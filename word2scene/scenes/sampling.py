@@ -1,0 +1,126 @@
+"""Text-to-image sampling for the standalone path: DDIM with classifier-free guidance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..models.sd15 import SD15
+from ..prompts.tokens import BOS, chunk_tokens, EOS
+from ..errors import InputError
+
+
+@dataclass
+class SamplingSettings:
+    """The paper's defaults: DDIM, 30 steps, CFG 7, 512 x 512, empty negative prompt."""
+
+    steps: int = 30
+    cfg: float = 7.0
+    seed: int = 0
+    width: int = 512
+    height: int = 512
+    negative: str = ""
+
+    def check(self) -> "SamplingSettings":
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 8 or value % 8:
+                raise InputError(name, f"{value} is not accepted; use a positive multiple of 8 (e.g. 512)")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
+            raise InputError("steps", f"{self.steps} is not accepted; use 1 to 1000")
+        if not 0.0 <= float(self.cfg) <= 100.0:
+            raise InputError("cfg", f"{self.cfg} is not accepted; use 0 to 100")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise InputError("seed", f"{self.seed} is not accepted; use an integer 0 to 2^64-1")
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def encode_columns(sd: SD15, columns: list[int], weights: list[float] | None = None, text_encoder=None) -> torch.Tensor:
+    """Encode 77-column chunks separately and join them: 1 x (77 * chunks) x D, the way
+    ComfyUI and AUTOMATIC1111 handle prompts past 75 tokens. Weighted tokens move away from
+    the empty prompt's encoding as ComfyUI does: z' = (z - z_empty) * w + z_empty.
+    Gradients flow when enabled (training a text-encoder LoRA passes its `text_encoder`)."""
+
+    encoder = text_encoder if text_encoder is not None else sd.text_encoder
+    device = next(encoder.parameters()).device
+    ids = torch.tensor(columns, dtype=torch.long).view(-1, 77).to(device)
+    z = encoder(ids)[0]
+    if weights is not None and any(w != 1.0 for w in weights):
+        empty = torch.tensor([[BOS] + [EOS] * 76], dtype=torch.long, device=device)
+        z_empty = encoder(empty)[0]
+        w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(-1, 77, 1)
+        z = torch.where(w != 1.0, (z - z_empty) * w + z_empty, z)
+    return z.reshape(1, -1, z.shape[-1])
+
+
+def encode_prompt(sd: SD15, text: str, weighted: bool = True, text_encoder=None) -> torch.Tensor:
+    """The one text encoding of the project: 1 x (77 * chunks) x D, chunked like ComfyUI.
+    `weighted` applies ComfyUI's (word:1.2) weights (prompts); training captions are read
+    literally (weighted=False), as kohya does by default."""
+
+    if weighted:
+        return encode_columns(sd, *chunk_tokens(sd.tokenizer, text, with_weights=True), text_encoder=text_encoder)
+    return encode_columns(sd, chunk_tokens(sd.tokenizer, text), text_encoder=text_encoder)
+
+
+def join_contexts(contexts: list[torch.Tensor]) -> torch.Tensor:
+    """Batch 1 x (77 * k_i) x D encodings: each is repeated to the least common multiple of
+    the lengths (ComfyUI's rule). Exact for cross-attention: repeating every key and value
+    the same number of times leaves the softmax-weighted average unchanged."""
+    import math
+
+    n = math.lcm(*(c.shape[1] for c in contexts))
+    return torch.cat([c.repeat(1, n // c.shape[1], 1) for c in contexts])
+
+
+def initial_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Seeded N(0, 1) latents on the CPU (the same on every device)."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+@torch.no_grad()
+def decode(sd: SD15, latents: torch.Tensor) -> list[Image.Image]:
+    """B x 4 x h x w latents -> B RGB images (8x the latent size)."""
+    pixels = sd.vae.decode(latents.to(sd.vae.dtype) / sd.vae_scale).sample.float()
+    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+
+@torch.no_grad()
+def sample(sd: SD15, prompt: str, settings: SamplingSettings,
+           on_step: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None, tracer=None) -> torch.Tensor:
+    """DDIM sampling with classifier-free guidance. Returns latents 1 x 4 x H/8 x W/8.
+
+    on_step(step, total, latents, x0_prediction); a heat-map `tracer` captures the
+    conditional half of each guidance batch."""
+    from diffusers import DDIMScheduler
+
+    settings.check()
+    scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
+    scheduler.set_timesteps(settings.steps)
+    context = join_contexts([encode_prompt(sd, settings.negative), encode_prompt(sd, prompt)]).to(sd.unet.dtype)
+    latents = initial_noise(settings.seed, (1, 4, settings.height // 8, settings.width // 8)).to(sd.device)
+    latents = latents * scheduler.init_noise_sigma
+    if tracer is not None:
+        tracer.cond_rows = torch.tensor([1])
+    for i, t in enumerate(scheduler.timesteps):
+        x = torch.cat([latents, latents]).to(sd.unet.dtype)
+        uncond, cond = sd.unet(x, t, encoder_hidden_states=context).sample.float().chunk(2)
+        eps = uncond + settings.cfg * (cond - uncond)
+        out = scheduler.step(eps, t, latents, eta=0.0)
+        latents = out.prev_sample
+        if on_step is not None:
+            on_step(i + 1, len(scheduler.timesteps), latents, out.pred_original_sample)
+    return latents
+
+
+def generate(sd: SD15, prompt: str, settings: SamplingSettings,
+             on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> Image.Image:
+    """One image for one prompt."""
+    return decode(sd, sample(sd, prompt, settings, on_step))[0]

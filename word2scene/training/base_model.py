@@ -1,0 +1,349 @@
+"""Word2Scene-mini: a small SD1.5-shaped base model trained here from scratch.
+
+The paper starts from SD1.5, which knew the scene words but drew them in another look
+(oblique, computer-graphics); its LoRA turned them into top-down RS scenes. Real SD1.5
+weights cannot be had offline, so this module trains that starting point in miniature:
+the base sees every class of a scene dataset, but only in a shifted look (an "old aerial
+photograph": grayscale, low contrast, blurred) and never with the trigger words. The
+concept LoRA trained afterwards with `train` on true-colour images then has the paper's
+job: move the look, keep the content.
+
+Two phases, one resumable run: the VAE is fitted to the images (both looks: an
+autoencoder is look-agnostic), then the UNet learns the epsilon objective on the shifted
+look's cached latents with a frozen, seeded text encoder (captions from a few templates
+around the class word, so the class word is found in any context). Every random draw of
+step k comes from (seed, phase, k), so a resumed run ends with the same weights.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+from ..datasets import Sample, dataset_hash, scan_dataset
+from ..imagery import fit_square, read_image
+from ..errors import InputError
+from ..files import atomic_path
+from ..scenes.sampling import encode_prompt, join_contexts
+from ..models.sd15 import SD15, build_random, mini_configs, save_single_file
+
+# The shifted look and its captions. None of these words is a trigger word ("gs",
+# "geographic scene"): the base must not know them, as SD1.5 did not.
+LOOK_TEMPLATES = ("an old aerial photograph of {}", "{}, old aerial photograph", "a grayscale aerial photo of {}",
+                  "a blurry archival photo showing {}", "{}")
+PRETRAIN_METADATA_KEY = "word2scene.pretrain"
+LOOK_CONTRAST = 0.55
+LOOK_BLUR_RADIUS = 1.2  # pixels at 128 px
+
+
+def old_photo(image: Image.Image) -> Image.Image:
+    """The base model's look: luminance only, contrast pulled towards mid-grey, a soft blur.
+    Deterministic; any RGB image in, RGB out (three equal bands)."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    grey = 128.0 + (grey - 128.0) * LOOK_CONTRAST
+    out = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(LOOK_BLUR_RADIUS))
+    return out.convert("RGB")
+
+
+def look_caption(concept: str, template: int) -> str:
+    return LOOK_TEMPLATES[template % len(LOOK_TEMPLATES)].format(concept)
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that defines a pretraining run (saved in states and the checkpoint)."""
+
+    vae_steps: int = 3000
+    unet_steps: int = 6000
+    batch_size: int = 32
+    vae_batch_size: int = 16
+    learning_rate: float = 3e-4
+    vae_learning_rate: float = 5e-4
+    warmup_steps: int = 200
+    resolution: int = 128
+    vae_crop: int = 64  # the VAE is convolutional: fitting on random crops is 4x cheaper per image at 128 px
+    kl_weight: float = 1e-6
+    caption_dropout: float = 0.1
+    min_snr_gamma: float = 5.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    save_every: int = 500
+    keep_states: int = 2
+    split: str | None = "train"
+
+    def check(self) -> "PretrainConfig":
+        def bad(name, message):
+            raise InputError(name, message)
+        if self.resolution < 64 or self.resolution % 64:
+            bad("resolution", f"{self.resolution} is not accepted; use a multiple of 64 (e.g. 128)")
+        if not 8 <= self.vae_crop <= self.resolution or self.vae_crop % 8:
+            bad("vae_crop", f"{self.vae_crop}; use a multiple of 8 up to the resolution")
+        for name in ("batch_size", "vae_batch_size"):
+            if getattr(self, name) < 1:
+                bad(name, f"{getattr(self, name)} is not accepted; use 1 or more")
+        for name in ("vae_steps", "unet_steps", "warmup_steps", "save_every"):
+            if getattr(self, name) < 0:
+                bad(name, f"{getattr(self, name)} is not accepted; use 0 or more")
+        for name in ("learning_rate", "vae_learning_rate"):
+            if not 0 < getattr(self, name) < 1:
+                bad(name, f"{getattr(self, name)} is not accepted; use a value in (0, 1), e.g. 3e-4")
+        if not 0 <= self.ema_decay < 1:
+            bad("ema_decay", f"{self.ema_decay}; use 0 (off) to below 1, e.g. 0.999")
+        if not 0 <= self.caption_dropout < 1:
+            bad("caption_dropout", f"{self.caption_dropout}; use 0 to <1")
+        return self
+
+    def identity(self) -> dict:
+        """The fields a resumed run must share with the run that wrote the state (step
+        counts may grow: a run can be continued past its first goal)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("vae_steps", "unet_steps", "save_every", "keep_states")}
+
+
+@dataclass
+class PretrainProgress:
+    phase: str  # "vae" | "unet"
+    step: int
+    total: int
+    loss: float
+    elapsed: float
+    eta: float
+
+
+def _rng(seed: int, *keys: int) -> torch.Generator:
+    value = seed
+    for k in keys:
+        value = (value * 1_000_003 + k + 1) % (2**63)
+    return torch.Generator().manual_seed(value)
+
+
+def load_pixels(samples: list[Sample], resolution: int) -> np.ndarray:
+    """N x H x W x 3 uint8: every image read and fitted to resolution x resolution."""
+    return np.stack([np.asarray(fit_square(read_image(s.image), resolution)) for s in samples])
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _lr(step: int, base: float, warmup: int) -> float:
+    return base * min(1.0, (step + 1) / warmup) if warmup else base
+
+
+class _Run:
+    """The state a pretraining run carries from step to step, and its checkpoints."""
+
+    def __init__(self, sd: SD15, cfg: PretrainConfig, out: Path, data_hash: str):
+        self.sd, self.cfg, self.out, self.data_hash = sd, cfg, out, data_hash
+        self.vae_opt = torch.optim.AdamW(sd.vae.parameters(), lr=cfg.vae_learning_rate, weight_decay=0.0)
+        self.unet_opt = torch.optim.AdamW(sd.unet.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+        self.ema = copy.deepcopy(sd.unet).requires_grad_(False) if cfg.ema_decay else None
+        self.vae_step = self.unet_step = 0
+        self.losses: dict[str, list[float]] = {"vae": [], "unet": []}
+        self.latent_scale: float | None = None
+        self.last_state: Path | None = None
+
+    def state_path(self) -> Path:
+        return self.out.with_name(f"{self.out.stem}.pretrain-{self.vae_step:06d}-{self.unet_step:06d}.pt")
+
+    def save_state(self) -> Path:
+        state = {"format": "word2scene-pretrain-state", "version": 1, "config": self.cfg.identity(),
+                 "dataset_hash": self.data_hash, "vae_step": self.vae_step, "unet_step": self.unet_step,
+                 "losses": self.losses, "latent_scale": self.latent_scale,
+                 "vae": self.sd.vae.state_dict(), "unet": self.sd.unet.state_dict(),
+                 "ema": self.ema.state_dict() if self.ema is not None else {},
+                 "vae_optimizer": self.vae_opt.state_dict(), "unet_optimizer": self.unet_opt.state_dict()}
+        path = self.state_path()
+        with atomic_path(path, overwrite=True) as tmp:
+            torch.save(state, tmp)
+        self.last_state = path
+        old = sorted(self.out.parent.glob(f"{self.out.stem}.pretrain-*.pt"))
+        for stale in old[:-self.cfg.keep_states] if self.cfg.keep_states > 0 else []:
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        return path
+
+    def load_state(self, path: Path) -> None:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError("resume", f"{path} is not a readable pretraining state ({exc})") from None
+        if not isinstance(state, dict) or state.get("format") != "word2scene-pretrain-state":
+            raise InputError("resume", f"{path} is not a word2scene pretraining state")
+        if state["config"] != self.cfg.identity():
+            diff = {k: (state["config"].get(k), v) for k, v in self.cfg.identity().items() if state["config"].get(k) != v}
+            raise InputError("resume", f"{path} was written with other settings: {diff}")
+        if state["dataset_hash"] != self.data_hash:
+            raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
+        self.sd.vae.load_state_dict(state["vae"])
+        self.sd.unet.load_state_dict(state["unet"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.vae_opt.load_state_dict(state["vae_optimizer"])
+        self.unet_opt.load_state_dict(state["unet_optimizer"])
+        self.vae_step, self.unet_step = int(state["vae_step"]), int(state["unet_step"])
+        self.losses = {k: list(v) for k, v in state["losses"].items()}
+        self.latent_scale = state["latent_scale"]
+
+
+def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
+    """One VAE step on random crops of both looks: L1 + MSE reconstruction + a small KL."""
+    cfg, vae = run.cfg, run.sd.vae
+    g = _rng(cfg.seed, 1, step)
+    n, size = len(pixels), pixels.shape[1]
+    index = torch.randint(0, n, (cfg.vae_batch_size,), generator=g).tolist()
+    corner = torch.randint(0, size - cfg.vae_crop + 1, (cfg.vae_batch_size, 2), generator=g).tolist()
+    shifted = (torch.rand(cfg.vae_batch_size, generator=g) < 0.5).tolist()
+    crops = []
+    for i, (y, x), s in zip(index, corner, shifted):
+        crop = pixels[i, y:y + cfg.vae_crop, x:x + cfg.vae_crop]
+        crops.append(np.asarray(old_photo(Image.fromarray(crop))) if s else crop)
+    x = _to_tensor(np.stack(crops))
+    dist = vae.encode(x).latent_dist
+    z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)
+    recon = vae.decode(z).sample
+    kl = dist.kl().mean() / z[0].numel()
+    loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.kl_weight * kl
+    for group in run.vae_opt.param_groups:
+        group["lr"] = _lr(step, cfg.vae_learning_rate, cfg.warmup_steps)
+    run.vae_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    run.vae_opt.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) of the VAE's latent distribution: N x 4 x H/8 x W/8 each."""
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        dist = vae.encode(_to_tensor(images[i:i + batch])).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[str], contexts: dict, schedule,
+              step: int) -> float:
+    """One epsilon-prediction step (min-SNR weighted) on cached latents of the shifted look."""
+    cfg, sd = run.cfg, run.sd
+    g = _rng(cfg.seed, 2, step)
+    index = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
+    flip = torch.randint(0, 8, (cfg.batch_size,), generator=g)  # the square's symmetries: RS scenes have no "up"
+    latents = (mean[index] + std[index] * torch.randn(mean[index].shape, generator=g)) * run.latent_scale
+    latents = torch.stack([_dihedral(l, int(k)) for l, k in zip(latents, flip)])
+    templates = torch.randint(0, len(LOOK_TEMPLATES), (cfg.batch_size,), generator=g).tolist()
+    drop = (torch.rand(cfg.batch_size, generator=g) < cfg.caption_dropout).tolist()
+    noise = torch.randn(latents.shape, generator=g)
+    timesteps = torch.randint(0, schedule.config.num_train_timesteps, (cfg.batch_size,), generator=g)
+    texts = ["" if d else look_caption(concepts[i], t) for i, t, d in zip(index.tolist(), templates, drop)]
+    context = join_contexts([contexts[t] for t in texts])
+    noisy = schedule.add_noise(latents, noise, timesteps)
+    pred = sd.unet(noisy, timesteps, encoder_hidden_states=context).sample
+    loss = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    if cfg.min_snr_gamma > 0:
+        ac = schedule.alphas_cumprod[timesteps]
+        snr = ac / (1 - ac)
+        loss = loss * torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    loss = loss.mean()
+    if not torch.isfinite(loss):
+        raise InputError("learning_rate", f"the loss became {float(loss)} at UNet step {step + 1}; lower it "
+                                          f"(last good state: {run.last_state or 'none yet'})")
+    for group in run.unet_opt.param_groups:
+        group["lr"] = _lr(step, cfg.learning_rate, cfg.warmup_steps)
+    run.unet_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(sd.unet.parameters(), 1.0)
+    run.unet_opt.step()
+    if run.ema is not None:
+        with torch.no_grad():
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for e, p in zip(run.ema.parameters(), sd.unet.parameters()):
+                e.lerp_(p, 1 - decay)
+    return float(loss.detach())
+
+
+def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
+    t = torch.rot90(t, k % 4, dims=(-2, -1))
+    return t.flip(-1) if k >= 4 else t
+
+
+def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=None, resume: str | Path | None = None,
+             overwrite: bool = False, on_progress: Callable[[PretrainProgress], None] | None = None) -> Path:
+    """Train the mini base model on `dataset` (every class, shifted look) and write it to
+    `out` as one fp16 single-file checkpoint. States every cfg.save_every steps beside
+    `out` (<stem>.pretrain-<vae step>-<unet step>.pt); `resume` continues one."""
+    from diffusers import DDPMScheduler
+
+    cfg.check()
+    out = Path(out)
+    if out.suffix.lower() != ".safetensors":
+        raise InputError("out", f"{out.name}: checkpoints end in .safetensors")
+    if out.exists() and not overwrite:
+        raise InputError("out", f"{out} exists; pass overwrite to replace it")
+    samples = scan_dataset(dataset, None, cfg.split, kb)
+    data_hash = dataset_hash(samples)
+    sd = build_random(mini_configs(), cfg.seed, name="mini")
+    for model in (sd.vae, sd.unet):
+        model.requires_grad_(True).train()
+    run = _Run(sd, cfg, out, data_hash)
+    if resume:
+        run.load_state(Path(resume))
+    pixels = load_pixels(samples, cfg.resolution)
+    t0, start = time.perf_counter(), (run.vae_step, run.unet_step)
+
+    def report(phase, step, total, loss, begun):
+        if on_progress is not None:
+            elapsed = time.perf_counter() - t0
+            rate = (step - begun) / elapsed if elapsed > 0 else 0.0
+            on_progress(PretrainProgress(phase, step, total, loss, elapsed, (total - step) / rate if rate else 0.0))
+
+    def checkpoint_due(step):
+        return cfg.save_every and step % cfg.save_every == 0
+
+    with torch.enable_grad():
+        while run.vae_step < cfg.vae_steps:
+            loss = vae_step(run, pixels, run.vae_step)
+            run.losses["vae"].append(loss)
+            run.vae_step += 1
+            report("vae", run.vae_step, cfg.vae_steps, loss, start[0])
+            if checkpoint_due(run.vae_step):
+                run.save_state()
+    sd.vae.eval().requires_grad_(False)
+    shifted = np.stack([np.asarray(old_photo(Image.fromarray(p))) for p in pixels])
+    del pixels
+    mean, std = encode_latents(sd.vae, shifted)
+    if run.latent_scale is None:  # unit-variance latents, as SD1.5's 0.18215 gives on its own VAE
+        run.latent_scale = float(1.0 / mean.std())
+    sd.configs["vae"]["scaling_factor"] = run.latent_scale
+    concepts = [s.concept for s in samples]
+    with torch.no_grad():
+        texts = {""} | {look_caption(c, t) for c in set(concepts) for t in range(len(LOOK_TEMPLATES))}
+        contexts = {t: encode_prompt(sd, t, weighted=False) for t in sorted(texts)}
+    schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
+    with torch.enable_grad():
+        while run.unet_step < cfg.unet_steps:
+            loss = unet_step(run, mean, std, concepts, contexts, schedule, run.unet_step)
+            run.losses["unet"].append(loss)
+            run.unet_step += 1
+            report("unet", run.unet_step, cfg.unet_steps, loss, start[1])
+            if checkpoint_due(run.unet_step) and run.unet_step < cfg.unet_steps:
+                run.save_state()
+    if run.ema is not None:
+        sd.unet.load_state_dict(run.ema.state_dict())
+    sd.unet.eval().requires_grad_(False)
+    facts = {**asdict(cfg), "dataset_hash": data_hash, "images": len(samples),
+                                         "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST,
+                                                  "blur_radius": LOOK_BLUR_RADIUS},
+                                         "final_loss": {k: float(np.mean(v[-100:])) if v else None
+                                                        for k, v in run.losses.items()}}
+    return save_single_file(sd, out, dtype=torch.float16, overwrite=overwrite,
+                            metadata={PRETRAIN_METADATA_KEY: json.dumps(facts)})

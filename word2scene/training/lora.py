@@ -1,0 +1,585 @@
+"""Concept LoRA training: SD1.5 epsilon objective, LoRA through peft, devices through
+accelerate. Exactly resumable: all randomness of step k comes from (seed, k), the data
+order of epoch e from (seed, e), and checkpoints carry LoRA, optimizer and scheduler state.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..concepts.file import Concept, ConceptInfo, DEFAULT_TRIGGER_WORDS, LoraWeights, save_concept, TrainingFacts
+from ..models.sd15 import SD15, text_layout_prefix
+from ..scenes.sampling import decode, encode_prompt, join_contexts, sample as run_sampler, SamplingSettings
+from ..concepts import keys as lora_keys
+from ..datasets import dataset_hash, Sample, scan_dataset, training_caption
+from ..errors import InputError
+from ..files import atomic_path, safe_relative_name
+from ..imagery import dihedral, fit_square, read_image, save_png
+
+UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
+                "kohya": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]}
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+AUGMENTS = {"none": 1, "flip": 2, "dihedral": 8}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss): the message names the step; the last good
+    checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Stopped on request; `state_path` is a resumable checkpoint."""
+
+    def __init__(self, step: int, state_path: Path | None):
+        self.step, self.state_path = step, state_path
+        super().__init__(f"training interrupted at step {step}; resume from {state_path}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in checkpoints and the concept file)."""
+
+    concepts: list[str] = field(default_factory=list)
+    trigger_words: list[str] = field(default_factory=lambda: list(DEFAULT_TRIGGER_WORDS))
+    steps: int = 1000
+    epochs: int = 0  # > 0: steps = epochs * batches per epoch
+    rank: int = 16
+    alpha: float = 16.0
+    rslora: bool = False
+    module_set: str = "attention"
+    text_encoder: bool = False
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    batch_size: int = 1
+    grad_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    min_snr_gamma: float = 0.0
+    noise_offset: float = 0.0
+    caption_dropout: float = 0.0
+    resolution: int = 512
+    augment: str = "dihedral"
+    bands: tuple[int, ...] = (1, 2, 3)
+    split: str | None = "train"
+    seed: int = 0
+    save_every: int = 0
+    keep_states: int = 3
+    preview_every: int = 0
+    preview_steps: int = 20
+    preview_size: int = 0  # 0 = resolution
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"  # no | fp16 (GPU) | bf16 (GPU, or CPUs with AMX/AVX512-BF16)
+    max_bad_fraction: float = 0.1
+
+    def check(self) -> "TrainConfig":
+        def bad(name, message):
+            raise InputError(name, message)
+        if self.resolution < 64 or self.resolution % 64:
+            bad("resolution", f"{self.resolution} is not accepted; use a multiple of 64 (e.g. 512)")
+        if self.module_set not in UNET_TARGETS:
+            bad("module_set", f"{self.module_set!r}; accepted: {', '.join(UNET_TARGETS)}")
+        if self.augment not in AUGMENTS:
+            bad("augment", f"{self.augment!r}; accepted: {', '.join(AUGMENTS)}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            bad("mixed_precision", f"{self.mixed_precision!r}; accepted: no, fp16, bf16")
+        for name in ("rank", "batch_size", "grad_accumulation"):
+            if getattr(self, name) < 1:
+                bad(name, f"{getattr(self, name)} is not accepted; use 1 or more")
+        if self.steps < 1 and self.epochs < 1:
+            bad("steps", "give steps or epochs of at least 1")
+        if not 0 < self.learning_rate < 1:
+            bad("learning_rate", f"{self.learning_rate} is not accepted; use a value in (0, 1), e.g. 1e-4")
+        if not 0 <= self.caption_dropout < 1:
+            bad("caption_dropout", f"{self.caption_dropout}; use 0 to <1")
+        if self.alpha <= 0:
+            bad("alpha", f"{self.alpha} is not accepted; use a positive number")
+        return self
+
+    def identity(self) -> dict:
+        """The fields a resumed run must share with the run that wrote the checkpoint."""
+        keep = ("rank", "alpha", "rslora", "module_set", "text_encoder", "resolution", "augment", "batch_size",
+                "grad_accumulation", "seed", "concepts", "trigger_words", "learning_rate", "lr_scheduler", "warmup_steps")
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k in keep}
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    elapsed: float
+    eta: float
+    images_per_second: float
+
+
+@dataclass
+class TrainResult:
+    concept: Concept
+    path: Path
+    losses: list[float]
+    previews: list  # [(step, [PIL images])]
+    summary: dict
+
+
+@dataclass
+class _Cache:
+    """Per-image latents (mean, std) per augmentation variant and per-caption embeddings."""
+
+    mean: torch.Tensor  # N x V x 4 x h x w
+    std: torch.Tensor
+    captions: list[str]  # per sample
+    embeddings: dict  # caption -> 1 x (77 * chunks) x D (frozen text encoder only)
+
+
+def _sample_rng(seed: int, *keys: int) -> torch.Generator:
+    value = seed
+    for k in keys:
+        value = (value * 1_000_003 + k + 1) % (2**63)
+    return torch.Generator().manual_seed(value)
+
+
+def load_images(samples: list[Sample], cfg: TrainConfig) -> tuple[list[Sample], list[np.ndarray], list[str]]:
+    """Read and fit every image; unreadable ones are skipped and reported."""
+    kept, arrays, bad = [], [], []
+    for s in samples:
+        try:
+            arrays.append(np.asarray(fit_square(read_image(s.image, cfg.bands), cfg.resolution)))
+            kept.append(s)
+        except InputError:
+            raise
+        except Exception as exc:  # PIL raises many types for corrupt files
+            bad.append(f"{s.image.name} ({type(exc).__name__})")
+    if samples and len(bad) / len(samples) > cfg.max_bad_fraction:
+        raise InputError("dataset", f"{len(bad)} of {len(samples)} images are unreadable (more than "
+                                    f"{cfg.max_bad_fraction:.0%}): {', '.join(bad[:5])}")
+    return kept, arrays, bad
+
+
+@torch.no_grad()
+def build_cache(sd: SD15, samples: list[Sample], arrays: list[np.ndarray], cfg: TrainConfig, device) -> _Cache:
+    """Encode every image once per augmentation variant, and every caption once."""
+    variants = AUGMENTS[cfg.augment]
+    order = [0, 4] if variants == 2 else list(range(variants))
+    means, stds = [], []
+    for array in arrays:
+        batch = np.stack([dihedral(array, k) for k in order])
+        pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device, sd.vae.dtype)
+        dist = sd.vae.encode(pixels).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
+    captions = [training_caption(cfg.trigger_words, s) for s in samples]
+    embeddings = {}
+    if not cfg.text_encoder:
+        with torch.no_grad():
+            for text in sorted(set(captions) | {""}):
+                embeddings[text] = encode_prompt(sd, text, weighted=False).cpu()
+    return _Cache(torch.stack(means), torch.stack(stds), captions, embeddings)
+
+
+def add_lora(sd: SD15, cfg: TrainConfig) -> None:
+    """Attach trainable LoRA adapters (peft) to the UNet (and text encoder)."""
+    from peft import LoraConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        sd.unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, use_rslora=cfg.rslora,
+                                       init_lora_weights="gaussian", target_modules=UNET_TARGETS[cfg.module_set]))
+        if cfg.text_encoder:
+            from peft import inject_adapter_in_model
+            inject_adapter_in_model(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, use_rslora=cfg.rslora,
+                                               init_lora_weights="gaussian", target_modules=TEXT_TARGETS), sd.text_encoder)
+    for model in (sd.unet, sd.text_encoder):
+        for name, p in model.named_parameters():
+            p.requires_grad_("lora_" in name)
+
+
+def lora_parameters(sd: SD15) -> list[tuple[str, torch.nn.Parameter]]:
+    out = []
+    for prefix, model in (("unet.", sd.unet), ("text_encoder.", sd.text_encoder)):
+        out += [(prefix + n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return out
+
+
+def extract_concept(sd: SD15, cfg: TrainConfig, info: ConceptInfo) -> Concept:
+    """The trained adapters as a Concept in kohya names (alpha adjusted for rsLoRA)."""
+    file_alpha = cfg.alpha * math.sqrt(cfg.rank) if cfg.rslora else cfg.alpha
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    text_prefix = text_layout_prefix(sd.text_encoder)
+    for name, p in lora_parameters(sd):
+        component, rest = name.split(".", 1)
+        module_path, _, tail = rest.partition(".lora_")
+        part = "down" if tail.startswith("A") else "up"
+        if component == "text_encoder":
+            module_path = text_prefix + module_path
+        parts.setdefault(lora_keys.kohya_name(component, module_path), {})[part] = p.detach().float().cpu().clone()
+    lora = {n: LoraWeights(v["down"], v["up"], file_alpha) for n, v in parts.items()}
+    return Concept(info, lora)
+
+
+def _schedule(optimizer, cfg: TrainConfig, total: int):
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
+
+
+def state_path_for(out: Path, step: int) -> Path:
+    return out.with_name(f"{out.stem}.state-{step:06d}.pt")
+
+
+def list_states(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f"{out.stem}.state-*.pt"))
+
+
+def save_state(path: Path, sd: SD15, optimizer, scheduler, step: int, cfg: TrainConfig, losses: list[float],
+               data_hash: str) -> Path:
+    """A resumable checkpoint: LoRA, optimizer and scheduler state, step, config, losses.
+    Written atomically; read back with torch.load(weights_only=True)."""
+    state = {"format": "word2scene-train-state", "version": 1, "step": step, "config": cfg.identity(),
+             "dataset_hash": data_hash, "losses": list(losses),
+             "lora": {n: p.detach().cpu().clone() for n, p in lora_parameters(sd)},
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    with atomic_path(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_state(path: Path) -> dict:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError("resume", f"{path} is not a readable training state ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != "word2scene-train-state":
+        raise InputError("resume", f"{path} is not a word2scene training state")
+    return state
+
+
+def _prune_states(out: Path, keep: int) -> None:
+    states = list_states(out)
+    for old in states[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+@dataclass
+class StepDraws:
+    """Every random draw of one micro-batch: B = batch size, latents B x 4 x h x w."""
+
+    variant: torch.Tensor  # B: which augmentation variant of each image
+    latent_eps: torch.Tensor  # B x 4 x h x w: the sample from each image's latent distribution
+    noise: torch.Tensor  # B x 4 x h x w: the diffusion noise (offset included)
+    timesteps: torch.Tensor  # B
+    drop_caption: list[bool]  # B
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The data order of one epoch: a permutation of n, a function of (seed, epoch) only."""
+    return torch.randperm(n, generator=_sample_rng(seed, 1, epoch))
+
+
+def step_draws(seed: int, global_batch: int, process: int, batch: int, variants: int, latent_shape: tuple[int, ...],
+               num_timesteps: int, noise_offset: float = 0.0, caption_dropout: float = 0.0) -> StepDraws:
+    """All randomness of micro-batch `global_batch` on process `process`, a pure function of
+    its arguments: the same draws whether a run is resumed or not, on any device."""
+    g = _sample_rng(seed, 2, global_batch, process)
+    shape = (batch, *latent_shape)
+    variant = torch.randint(0, variants, (batch,), generator=g)
+    latent_eps = torch.randn(shape, generator=g)
+    noise = torch.randn(shape, generator=g)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn(shape[:2] + (1, 1), generator=g)
+    timesteps = torch.randint(0, num_timesteps, (batch,), generator=g)
+    drop = (torch.rand(batch, generator=g) < caption_dropout).tolist()
+    return StepDraws(variant, latent_eps, noise, timesteps, drop)
+
+
+@dataclass
+class _Data:
+    samples: list[Sample]
+    arrays: list[np.ndarray]
+    skipped: list[str]
+    expanded: list[int]  # sample index per slot, with repeats
+    hash: str
+
+
+def _check_destination(out: str | Path, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.suffix.lower() != ".safetensors":
+        raise InputError("out", f"{out.name}: concept files end in .safetensors")
+    if out.exists() and not overwrite:
+        raise InputError("out", f"{out} exists; pass overwrite to replace it")
+    return out
+
+
+def _read_data(dataset, cfg: TrainConfig, kb) -> _Data:
+    samples = scan_dataset(dataset, cfg.concepts or None, cfg.split, kb)
+    samples, arrays, bad = load_images(samples, cfg)
+    expanded = [i for i, s in enumerate(samples) for _ in range(s.repeats)]
+    return _Data(samples, arrays, bad, expanded, dataset_hash(samples))
+
+
+def _accelerator(cfg: TrainConfig, device: str):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    # accelerate keeps one global state per process; a later run (ComfyUI, tests) may want other settings
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(cpu=device == "cpu", gradient_accumulation_steps=cfg.grad_accumulation,
+                       mixed_precision=cfg.mixed_precision)
+
+
+def _prepare_model(sd: SD15, cfg: TrainConfig, release_unused: bool) -> list[torch.nn.Parameter]:
+    """Free what training does not need, set precisions, attach the adapters: the trainable
+    parameters (fp32 LoRA weights over frozen, possibly half-precision, base weights)."""
+    if release_unused and not cfg.preview_every:
+        sd.vae.to("meta")
+        if not cfg.text_encoder:
+            sd.text_encoder.to("meta")
+    if cfg.mixed_precision != "no":
+        half = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float16
+        sd.unet.to(half)
+        if cfg.text_encoder:
+            sd.text_encoder.to(half)
+    add_lora(sd, cfg)
+    for _, p in lora_parameters(sd):
+        p.data = p.data.float()
+    if cfg.gradient_checkpointing:
+        sd.unet.enable_gradient_checkpointing()
+    return [p for _, p in lora_parameters(sd)]
+
+
+def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, scheduler) -> tuple[int, list[float]]:
+    state = load_state(path)
+    if state["config"] != cfg.identity():
+        diff = {k: (state["config"].get(k), v) for k, v in cfg.identity().items() if state["config"].get(k) != v}
+        raise InputError("resume", f"{path} was written with other settings: {diff}")
+    if state["dataset_hash"] != data_hash:
+        raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
+    named = dict(lora_parameters(sd))
+    with torch.no_grad():
+        for n, t in state["lora"].items():
+            named[n].copy_(t)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["step"]), list(state["losses"])
+
+
+def _micro_batch_loss(sd: SD15, unet, text_encoder, cache: _Cache, draws: StepDraws, index: torch.Tensor,
+                      cfg: TrainConfig, noise_schedule, accelerator) -> torch.Tensor:
+    """The (min-SNR weighted) epsilon-prediction loss of one micro-batch."""
+    device = accelerator.device
+    mean, std = cache.mean[index, draws.variant], cache.std[index, draws.variant]
+    latents = ((mean + std * draws.latent_eps) * sd.vae_scale).to(device)
+    noise, timesteps = draws.noise.to(device), draws.timesteps.to(device)
+    texts = ["" if d else cache.captions[i] for d, i in zip(draws.drop_caption, index.tolist())]
+    noisy = noise_schedule.add_noise(latents, noise, timesteps)
+    if cfg.text_encoder:
+        context = join_contexts([encode_prompt(sd, t, False, text_encoder) for t in texts])
+    else:
+        context = join_contexts([cache.embeddings[t] for t in texts]).to(device)
+    with accelerator.autocast():
+        pred = unet(noisy.to(sd.unet.dtype), timesteps, encoder_hidden_states=context.to(sd.unet.dtype)).sample
+    loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    if cfg.min_snr_gamma > 0:
+        alphas_cumprod = noise_schedule.alphas_cumprod.to(device)
+        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+        loss = loss * torch.clamp(snr, max=cfg.min_snr_gamma) / snr
+    return loss.mean()
+
+
+def _concept_info(sd: SD15, cfg: TrainConfig, out: Path, data: _Data, total: int, per_step: int) -> ConceptInfo:
+    epochs_done = total * cfg.grad_accumulation * per_step / len(data.expanded)
+    base_name, base_hash = sd.identity()
+    return ConceptInfo(name=out.stem, concepts=sorted({s.concept for s in data.samples}),
+                       trigger_words=list(cfg.trigger_words), base_model_name=base_name, base_model_hash=base_hash,
+                       rank=cfg.rank, alpha=cfg.alpha * math.sqrt(cfg.rank) if cfg.rslora else cfg.alpha,
+                       module_set=cfg.module_set,
+                       training=TrainingFacts(steps=total, epochs=max(1, round(epochs_done)), resolution=cfg.resolution,
+                                              dataset_size=len(data.samples), dataset_hash=data.hash,
+                                              learning_rate=cfg.learning_rate, seed=cfg.seed),
+                       training_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()})
+
+
+def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, kb=None, resume: str | Path | None = None,
+          overwrite: bool = False, device: str = "cpu",
+          on_progress: Callable[[Progress], None] | None = None,
+          on_preview: Callable[[int, list], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, release_unused: bool = False) -> TrainResult:
+    """Train a concept LoRA on `dataset` and save it to `out` (a .safetensors concept file).
+
+    Checkpoints every cfg.save_every steps beside `out` (<stem>.state-<step>.pt, the last
+    cfg.keep_states kept); `resume` continues one (same final LoRA as an uninterrupted run).
+    release_unused frees the VAE (and a frozen text encoder) once cached, when no previews
+    need them. The concept records the base checkpoint's file name and sha256 (sd.identity()).
+    """
+    from diffusers import DDPMScheduler
+
+    cfg.check()
+    out = _check_destination(out, overwrite)
+    data = _read_data(dataset, cfg, kb)
+    accelerator = _accelerator(cfg, device)
+    world = accelerator.num_processes
+    per_step = cfg.batch_size * world
+    if per_step > len(data.expanded):
+        raise InputError("batch_size", f"{cfg.batch_size} x {world} processes is larger than the dataset "
+                                       f"({len(data.expanded)} images with repeats)")
+    batches_per_epoch = len(data.expanded) // per_step
+    total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accumulation if cfg.epochs > 0 else cfg.steps)
+    device = accelerator.device
+    sd.to(device)
+    cache = build_cache(sd, data.samples, data.arrays, cfg, device)
+    data.arrays = []
+    params = _prepare_model(sd, cfg, release_unused)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    scheduler = _schedule(optimizer, cfg, total)
+    noise_schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
+    start, losses = _resume(Path(resume), sd, cfg, data.hash, optimizer, scheduler) if resume else (0, [])
+    unet, optimizer_p, scheduler_p = accelerator.prepare(sd.unet, optimizer, scheduler)
+    text_encoder = accelerator.prepare(sd.text_encoder) if cfg.text_encoder else sd.text_encoder
+
+    last_state = list_states(out)[-1] if list_states(out) else None
+    previews: list = []
+    t0 = time.perf_counter()
+    order_epoch, order = -1, None
+    rank = accelerator.process_index
+    unet.train()
+    with torch.enable_grad():  # callers may run under no_grad (ComfyUI: inference mode, see the node)
+        for step in range(start, total):
+            step_loss = 0.0
+            for micro in range(cfg.grad_accumulation):
+                with accelerator.accumulate(unet):
+                    global_batch = step * cfg.grad_accumulation + micro
+                    epoch, slot = divmod(global_batch, batches_per_epoch)
+                    if epoch != order_epoch:  # drawn once an epoch, not once a step
+                        order_epoch, order = epoch, epoch_order(cfg.seed, epoch, len(data.expanded))
+                    picks = order[slot * per_step:(slot + 1) * per_step].tolist()
+                    picks = picks[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
+                    index = torch.tensor([data.expanded[i] for i in picks])
+                    draws = step_draws(cfg.seed, global_batch, rank, len(index), cache.mean.shape[1],
+                                       tuple(cache.mean.shape[2:]), noise_schedule.config.num_train_timesteps,
+                                       cfg.noise_offset, cfg.caption_dropout)
+                    loss = _micro_batch_loss(sd, unet, text_encoder, cache, draws, index, cfg, noise_schedule, accelerator)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(f"loss became {float(loss)} at step {step + 1}; training stopped. "
+                                            f"The last good checkpoint is kept: {last_state or 'none was written yet'}. "
+                                            "Lower the learning rate or check the data.")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer_p.step()
+                    scheduler_p.step()
+                    optimizer_p.zero_grad(set_to_none=True)
+                    step_loss += float(loss.detach()) / cfg.grad_accumulation
+            losses.append(step_loss)
+            done = step + 1
+            if on_progress is not None:
+                elapsed = time.perf_counter() - t0
+                rate = (done - start) / elapsed if elapsed > 0 else 0.0
+                on_progress(Progress(done, total, step_loss, scheduler.get_last_lr()[0], elapsed,
+                                     (total - done) / rate if rate else 0.0, rate * per_step * cfg.grad_accumulation))
+            if accelerator.is_main_process:
+                if cfg.save_every and done % cfg.save_every == 0 and done < total:
+                    last_state = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
+                    _prune_states(out, cfg.keep_states)
+                if cfg.preview_every and (done % cfg.preview_every == 0 or done == total):
+                    images = preview_images(sd, cfg, data.samples)
+                    previews.append((done, images))
+                    if on_preview is not None:
+                        on_preview(done, images)
+            if should_stop is not None and should_stop() and done < total:
+                path = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
+                raise TrainingInterrupted(done, path)
+
+    unet.eval()
+    concept = extract_concept(sd, cfg, _concept_info(sd, cfg, out, data, total, per_step))
+    summary = {"steps": total, "images": len(data.samples), "skipped_images": data.skipped,
+               "final_loss": losses[-1] if losses else None, "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
+    if accelerator.is_main_process:
+        save_concept(concept, out, overwrite=overwrite)
+        if previews:  # the thumbnail concept browsers show beside the file
+            save_png(previews[-1][1][0], out.with_suffix(".preview.png"), overwrite=True)
+    return TrainResult(concept, out, losses, previews, summary)
+
+
+@torch.no_grad()
+def preview_images(sd: SD15, cfg: TrainConfig, samples: list[Sample]) -> list:
+    """One image per concept word with a fixed seed, using the adapters as they are now."""
+
+    size = cfg.preview_size or cfg.resolution
+    settings = SamplingSettings(steps=cfg.preview_steps, seed=cfg.seed, width=size, height=size)
+    was_training = sd.unet.training
+    sd.unet.eval()
+    images = []
+    for word in sorted({s.concept for s in samples}):
+        prompt = ", ".join(list(cfg.trigger_words) + [word])
+        images += decode(sd, run_sampler(sd, prompt, settings))
+    sd.unet.train(was_training)
+    return images
+
+
+@torch.no_grad()
+def denoising_loss(sd: SD15, dataset: str | Path, cfg: TrainConfig, kb=None, split: str | None = "train",
+                   concepts: list[str] | None = None, noise_draws: int = 4, seed: int = 1234) -> float:
+    """Mean epsilon-prediction MSE over a dataset with fixed noise and timesteps (the same
+    for every call with the same seed): a learning signal comparable before and after
+    training, and across classes."""
+    from diffusers import DDPMScheduler
+
+    samples = scan_dataset(dataset, concepts, split, kb)
+    samples, arrays, _ = load_images(samples, cfg)
+    cache = build_cache(sd, samples, arrays, TrainConfig(**{**asdict(cfg), "augment": "none", "text_encoder": False}), sd.device)
+    schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
+    total, n = 0.0, 0
+    for i in range(len(samples)):
+        g = _sample_rng(seed, i)
+        latents = cache.mean[i:i + 1, 0] * sd.vae_scale
+        context = cache.embeddings[cache.captions[i]].to(sd.device, sd.unet.dtype)
+        for _ in range(noise_draws):
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.randint(50, 950, (1,), generator=g)
+            noisy = schedule.add_noise(latents, noise, t)
+            pred = sd.unet(noisy.to(sd.device, sd.unet.dtype), t.to(sd.device), encoder_hidden_states=context).sample
+            total += float(F.mse_loss(pred.float().cpu(), noise))
+            n += 1
+    return total / n
+
+
+def concept_output_path(folder: str | Path, save_name: str) -> Path:
+    """<folder>/<save_name>.safetensors for a user-given name (subfolders allowed, no '..')."""
+
+    name = safe_relative_name("save_name", save_name)
+    if not name.lower().endswith(".safetensors"):
+        name += ".safetensors"
+    return Path(folder) / name
+
+
+def loss_curve(losses: list[float], width: int = 512, height: int = 256):
+    """A PIL line chart of the loss per step (raw and smoothed), with axis labels."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 48, width - 10, 10, height - 24
+    draw.rectangle([left, top, right, bottom], outline=(160, 160, 160))
+    if losses:
+        values = np.asarray(losses, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        hi = hi if hi > lo else lo + 1e-6
+        k = max(1, len(values) // 20)
+        smooth = np.convolve(values, np.ones(k) / k, mode="valid") if len(values) >= k else values
+
+        def xy(i, v, n):
+            x = left + (right - left) * (i / max(1, n - 1))
+            return x, bottom - (bottom - top) * (v - lo) / (hi - lo)
+        draw.line([xy(i, v, len(values)) for i, v in enumerate(values)], fill=(170, 190, 230), width=1)
+        draw.line([xy(i + (k - 1) / 2, v, len(values)) for i, v in enumerate(smooth)], fill=(20, 60, 160), width=2)
+        draw.text((4, top), f"{hi:.3f}", fill="black")
+        draw.text((4, bottom - 10), f"{lo:.3f}", fill="black")
+        draw.text((left, bottom + 6), f"step 1 .. {len(values)}   loss (blue: smoothed)", fill="black")
+    return image
