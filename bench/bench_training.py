@@ -108,10 +108,10 @@ def fit_vae(kb, steps: int = 300, batch: int = 32) -> tuple[dict, float, float]:
 
     from word2scene.datasets import scan_dataset
     from word2scene.models.sd15 import build_tiny
-    from word2scene.training.lora import TrainConfig, load_images
+    from word2scene.datasets import load_images
 
     samples = scan_dataset(SHARED, None, "train", kb)
-    _, arrays, _ = load_images(samples, TrainConfig(resolution=64))
+    _, arrays, _ = load_images(samples, 64)
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     vae = build_tiny().vae.train().requires_grad_(True)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)

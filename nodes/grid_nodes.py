@@ -18,8 +18,6 @@ class StrengthGrid:
 
     @classmethod
     def INPUT_TYPES(cls):
-        import comfy.samplers
-
         return {"required": {
             "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
             "concepts": ("STRING", {"default": "word2scene.safetensors", "tooltip": "Concept files in the loras folders, "
@@ -30,8 +28,8 @@ class StrengthGrid:
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
             "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
             "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim"}),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform"}),
+            "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim"}),
+            "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform"}),
             "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
             "height": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
         }}

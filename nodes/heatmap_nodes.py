@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..word2scene.errors import InputError
-from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, masks, normalize, word_scores
+from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, parse_timesteps
 from ..word2scene.models.sd15 import load_tokenizer
 from ..word2scene.prompts.tokens import PromptLayout
 from . import comfy_bridge
@@ -32,16 +32,14 @@ class KSamplerHeatmaps:
 
     @classmethod
     def INPUT_TYPES(cls):
-        import comfy.samplers
-
         return {
             "required": {
                 "model": ("MODEL",),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
                 "steps": ("INT", {"default": 30, "min": 1, "max": 10000}),
                 "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-                "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim"}),
-                "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform"}),
+                "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim"}),
+                "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform"}),
                 "positive": ("CONDITIONING",),
                 "negative": ("CONDITIONING",),
                 "latent_image": ("LATENT",),
@@ -82,12 +80,7 @@ class ExplainImage:
 
     def explain(self, image, model, clip, vae, prompt, timesteps, seed):
         layout = _layout(prompt, clip)
-        try:
-            steps = [int(t) for t in str(timesteps).replace(" ", "").split(",") if t]
-        except ValueError:
-            raise InputError("timesteps", f"{timesteps!r}; give integers 0-999 like 100, 300, 500") from None
-        if not steps or any(not 0 <= t < 1000 for t in steps):
-            raise InputError("timesteps", f"{timesteps!r} outside the schedule; use integers 0 to 999")
+        steps = parse_timesteps(timesteps)
         h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
         if (h, w) != tuple(image.shape[1:3]):
             image = image[:, :h, :w]
@@ -113,27 +106,18 @@ class Heatmap:
         }}
 
     def render(self, heatmaps, image, words, threshold):
-        from ..word2scene.scenes.render import overlay
-
         b, h, w = image.shape[:3]
         note = ""
         if (h, w) != heatmaps.image_size:
             note = f"note: maps were made for {heatmaps.image_size[1]} x {heatmaps.image_size[0]}; resized to {w} x {h}"
         heat = dataclasses.replace(heatmaps, image_size=(h, w))
-        labels, maps = heat.word_maps([x for x in words.split(",")])
-        if maps.shape[0] not in (1, b):
-            raise InputError("image", f"{b} images for heat maps of a batch of {maps.shape[0]}")
-        shown, m = normalize(maps), masks(maps, threshold)
-        overlays, mask_list = [], []
-        for i, pil in enumerate(comfy_bridge.tensor_to_images(image)):
-            j = i if maps.shape[0] == b else 0
-            for k, label in enumerate(labels):
-                overlays.append(overlay(pil, shown[j, k], label))
-                mask_list.append(m[j, k])
+        word_maps = heat.words([x for x in words.split(",")], threshold)
+        labels = word_maps.labels
+        overlays = word_maps.overlays(comfy_bridge.tensor_to_images(image))
+        m = word_maps.masks()
+        mask_list = [m[i if m.shape[0] == b else 0, k] for i in range(b) for k in range(len(labels))]
         import torch
 
-        scores = word_scores(labels, maps, threshold)
-        text = "\n".join([note] * bool(note) + [f"image {s['image']} {s['word']}: mean {s['mean']:.5f}, peak {s['peak']:.5f}, "
-                                                 f"area {s['area']:.1%}" for s in scores])
+        text = "\n".join([note] * bool(note) + word_maps.score_lines())
         return {"ui": {"text": [text], "words": labels},
                 "result": (comfy_bridge.images_to_tensor(overlays), torch.stack(mask_list), text)}

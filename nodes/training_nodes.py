@@ -1,10 +1,10 @@
 """Train Concept: a folder of RS images in, a concept file (and its loss curve and previews) out."""
 from __future__ import annotations
 
-from ..word2scene.concepts.file import DEFAULT_TRIGGER_WORDS
 from ..word2scene.prompts.knowledge import cached_knowledge
 from ..word2scene.models.sd15 import load_sd15
-from ..word2scene.training.lora import TrainConfig, TrainingInterrupted, concept_output_path, list_states, loss_curve, train
+from ..word2scene.settings import node_input
+from ..word2scene.training.lora import TrainConfig, blank_preview, TrainingInterrupted, concept_output_path, list_states, loss_curve, train
 from . import comfy_bridge
 from .concept_nodes import CATEGORY, CONCEPT
 
@@ -29,24 +29,25 @@ class TrainConcept:
                                        "ComfyUI's input folder)."}),
                 "concepts": ("STRING", {"default": "", "tooltip": "Concept word(s), comma-separated: restricts class "
                                         "folders, or names a flat folder's concept. Empty: every class."}),
-                "trigger_words": ("STRING", {"default": ", ".join(DEFAULT_TRIGGER_WORDS)}),
-                "steps": ("INT", {"default": 1000, "min": 1, "max": 1_000_000}),
-                "epochs": ("INT", {"default": 0, "min": 0, "max": 10_000, "tooltip": "> 0: train whole epochs instead of steps."}),
-                "rank": ("INT", {"default": 16, "min": 1, "max": 256}),
-                "alpha": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 1024.0, "step": 0.5}),
-                "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 0.1, "step": 1e-5, "round": False}),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
-                "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 64}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "control_after_generate": True}),
+                "trigger_words": node_input(TrainConfig, "trigger_words"),
+                "steps": node_input(TrainConfig, "steps"),
+                "epochs": node_input(TrainConfig, "epochs"),
+                "rank": node_input(TrainConfig, "rank"),
+                "alpha": node_input(TrainConfig, "alpha", step=0.5),
+                "learning_rate": node_input(TrainConfig, "learning_rate", step=1e-5),
+                "batch_size": node_input(TrainConfig, "batch_size"),
+                "resolution": node_input(TrainConfig, "resolution", step=64),
+                "seed": node_input(TrainConfig, "seed", control_after_generate=True),
                 "save_name": ("STRING", {"default": "my_concept", "tooltip": "File name under models/loras/word2scene/."}),
-                "preview_every": ("INT", {"default": 100, "min": 0, "max": 1_000_000, "tooltip": "0: only at the end."}),
+                # in the graph, previews and states are the point of watching a run: on by default
+                "preview_every": node_input(TrainConfig, "preview_every", default=100),
                 "resume": ("BOOLEAN", {"default": True, "tooltip": "Continue from the latest checkpoint of this save name."}),
             },
             "optional": {
-                "module_set": (["attention", "kohya"], {"default": "attention"}),
-                "text_encoder": ("BOOLEAN", {"default": False}),
-                "save_every": ("INT", {"default": 100, "min": 0, "max": 1_000_000}),
-                "preview_steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Sampling steps per preview."}),
+                "module_set": node_input(TrainConfig, "module_set"),
+                "text_encoder": node_input(TrainConfig, "text_encoder"),
+                "save_every": node_input(TrainConfig, "save_every", default=100),
+                "preview_steps": node_input(TrainConfig, "preview_steps"),
                 "overwrite": ("BOOLEAN", {"default": False}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
@@ -67,7 +68,7 @@ class TrainConcept:
                           trigger_words=[t.strip() for t in trigger_words.split(",") if t.strip()], steps=steps,
                           epochs=epochs, rank=rank, alpha=alpha, learning_rate=learning_rate, batch_size=batch_size,
                           resolution=resolution, seed=seed, save_every=save_every, module_set=module_set,
-                          text_encoder=text_encoder, preview_every=preview_every or steps,
+                          text_encoder=text_encoder, preview_every=preview_every,
                           preview_steps=preview_steps).check()
         states = list_states(out) if resume else []
         device = comfy_bridge.free_device_memory()
@@ -82,7 +83,7 @@ class TrainConcept:
             reporter.raise_interrupt()
             raise
         reporter.done(result.summary)
-        previews = [im for _, images in result.previews for im in images]
+        previews = [im for _, images in result.previews for im in images] or [blank_preview(cfg)]
         return {"ui": {"text": [result.concept.describe() + f"\nsaved: {out}"]},
                 "result": (result.concept, comfy_bridge.images_to_tensor([loss_curve(result.losses)]),
                            comfy_bridge.images_to_tensor(previews))}

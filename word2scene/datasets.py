@@ -18,8 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
-from .imagery import IMAGE_SUFFIXES
+from .imagery import IMAGE_SUFFIXES, fit_square, read_image
 
 REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 
@@ -133,3 +135,22 @@ def dataset_hash(samples: list[Sample]) -> str:
     for s in sorted(samples, key=lambda s: str(s.image)):
         h.update(f"{s.image.name}|{s.image.stat().st_size}|{s.concept}|{s.caption}|{s.repeats}\n".encode())
     return h.hexdigest()[:16]
+
+
+def load_images(samples: list[Sample], resolution: int, bands: tuple[int, ...] = (1, 2, 3),
+                max_bad_fraction: float = 0.1) -> tuple[list[Sample], list[np.ndarray], list[str]]:
+    """Read every sample's image fitted to resolution x resolution (H x W x 3 uint8).
+    Unreadable ones are skipped and reported; more than max_bad_fraction of them is an error."""
+    kept, arrays, bad = [], [], []
+    for s in samples:
+        try:
+            arrays.append(np.asarray(fit_square(read_image(s.image, bands), resolution)))
+            kept.append(s)
+        except InputError:
+            raise
+        except Exception as exc:  # PIL raises many types for corrupt files
+            bad.append(f"{s.image.name} ({type(exc).__name__})")
+    if samples and len(bad) / len(samples) > max_bad_fraction:
+        raise InputError("dataset", f"{len(bad)} of {len(samples)} images are unreadable (more than "
+                                    f"{max_bad_fraction:.0%}): {', '.join(bad[:5])}")
+    return kept, arrays, bad

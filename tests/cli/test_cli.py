@@ -13,7 +13,7 @@ from word2scene.cli import main
 from word2scene.concepts.file import save_concept
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["--steps", "3", "--width", "64", "--height", "48"]
+FAST = ["--model", "tiny", "--steps", "3", "--width", "64", "--height", "48"]
 
 
 def _pixels(path):
@@ -66,7 +66,8 @@ def test_default_out_never_overwrites(tmp_path, monkeypatch):
 ])
 def test_bad_input_exits_2_with_message(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    assert main(["generate", "airport", "--steps", "2", *args]) == 2
+    model = [] if "--checkpoint" in args else ["--model", "tiny"]
+    assert main(["generate", "airport", *model, "--steps", "2", *args]) == 2
     assert message in capsys.readouterr().err
 
 

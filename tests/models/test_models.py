@@ -128,5 +128,5 @@ def test_reading_with_a_dtype_converts_tensor_by_tensor(tmp_path):
     assert read_state_dict(tmp_path / "bf.safetensors", dtype=torch.bfloat16)[0]["w"].dtype == torch.bfloat16
     data = (tmp_path / "m.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[:-100])
-    with pytest.raises(InputError, match="not a readable safetensors file"):
+    with pytest.raises(InputError, match="cut.safetensors is truncated: 8538 bytes of the 8638"):
         read_state_dict(tmp_path / "cut.safetensors", dtype=torch.bfloat16)

@@ -156,7 +156,7 @@ def test_generate_uses_the_expander(tmp_path, monkeypatch):
 
     monkeypatch.setenv("W2S_CONCEPTS_DIR", str(tmp_path))
     out = tmp_path / "d.png"
-    assert main(["generate", "harbour", "--style", "descriptive", "--detail", "2", "--steps", "2", "--width", "64",
+    assert main(["generate", "--model", "tiny", "harbour", "--style", "descriptive", "--detail", "2", "--steps", "2", "--width", "64",
                  "--height", "64", "--out", str(out)]) == 0
     params = json.loads(Image.open(out).text["word2scene"])
     assert params["prompt"].startswith("gs, geographic scene, port, ") and params["style"] == "descriptive"

@@ -178,7 +178,7 @@ def test_model_without_sd15_attn2_layout_is_refused():
 @needs_data
 def test_cli_heatmap_generate_and_explain(tmp_path, capsys):
     out = tmp_path / "gen"
-    assert main(["heatmap", "gs, geographic scene, a church with a (blue roof:1.2)", "--steps", "4", "--width", "64",
+    assert main(["heatmap", "--model", "tiny", "gs, geographic scene, a church with a (blue roof:1.2)", "--steps", "4", "--width", "64",
                  "--height", "64", "--out", str(out), "--process", str(tmp_path / "p.gif"), "--process-every", "2"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert "grid.png" in names and "scores.json" in names and "image.png" in names
@@ -190,17 +190,17 @@ def test_cli_heatmap_generate_and_explain(tmp_path, capsys):
     with Image.open(out / "mask_03_church.png") as mask:
         assert mask.mode == "L" and set(np.unique(np.asarray(mask))) <= {0, 255}
     real = CHURCH
-    assert main(["heatmap", "gs, geographic scene, church", "--image", str(real), "--words", "church,geographic scene",
+    assert main(["heatmap", "--model", "tiny", "gs, geographic scene, church", "--image", str(real), "--words", "church,geographic scene",
                  "--out", str(tmp_path / "real")]) == 0
     assert "resized to 144 x 144" in capsys.readouterr().out
     assert len(list((tmp_path / "real").glob("overlay_*.png"))) == 2
-    assert main(["heatmap", "gs, church", "--words", "airport", "--steps", "2", "--width", "64", "--height", "64",
+    assert main(["heatmap", "--model", "tiny", "gs, church", "--words", "airport", "--steps", "2", "--width", "64", "--height", "64",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "'airport' is not in the prompt; its words are: gs, church" in capsys.readouterr().err
 
 
 def test_generate_process_animation(tmp_path):
-    assert main(["generate", "airport", "--steps", "4", "--width", "64", "--height", "64", "--out", str(tmp_path / "a.png"),
+    assert main(["generate", "--model", "tiny", "airport", "--steps", "4", "--width", "64", "--height", "64", "--out", str(tmp_path / "a.png"),
                  "--process", str(tmp_path / "a.webp"), "--process-every", "1"]) == 0
     with Image.open(tmp_path / "a.webp") as anim:
         assert 2 <= anim.n_frames <= 4 and anim.size == (64, 64)  # identical frames may be merged

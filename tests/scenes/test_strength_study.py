@@ -37,7 +37,7 @@ def test_strength_parsing():
 def test_cli_grid(tiny, tmp_path, capsys):
     paths = [str(save_concept(make_concept(model_shapes(tiny), seed=s), tmp_path / f"epoch_{s}.safetensors")) for s in (1, 2)]
     out = tmp_path / "grid.png"
-    args = ["grid", "airport", "--concept", paths[0], "--concept", paths[1], "--strengths", "0,0.5,1", "--steps", "2",
+    args = ["grid", "airport", "--model", "tiny", "--concept", paths[0], "--concept", paths[1], "--strengths", "0,0.5,1", "--steps", "2",
             "--width", "32", "--height", "32", "--out", str(out)]
     assert main(args) == 0
     with Image.open(out) as im:

@@ -246,16 +246,16 @@ def test_disk_full_while_saving_keeps_the_previous_file(tmp_path, monkeypatch, t
 
 def test_cli_train_writes_concept_loss_curve_and_previews(one_class, tmp_path, capsys):
     out = tmp_path / "cli.safetensors"
-    assert main(["train", str(one_class), "--out", str(out), "--steps", "4", "--resolution", "64", "--rank", "4",
+    assert main(["train", "--model", "tiny", str(one_class), "--out", str(out), "--steps", "4", "--resolution", "64", "--rank", "4",
                  "--save-every", "2", "--preview-every", "2", "--preview-steps", "2", "--min-snr-gamma", "5",
                  "--noise-offset", "0.05", "--caption-dropout", "0.2", "--lr-scheduler", "cosine", "--warmup", "1"]) == 0
     assert read_concept(out).info.training.steps == 4
     assert Image.open(tmp_path / "cli.loss.png").size == (512, 256)
     assert sorted(p.name for p in (tmp_path / "cli.previews").iterdir()) == ["step_000002_0.png", "step_000004_0.png"]
     assert "wrote" in capsys.readouterr().out
-    assert main(["train", str(one_class), "--out", str(out), "--steps", "1", "--resolution", "64"]) == 2
+    assert main(["train", "--model", "tiny", str(one_class), "--out", str(out), "--steps", "1", "--resolution", "64"]) == 2
     assert "exists" in capsys.readouterr().err
-    assert main(["train", str(one_class), "--out", str(tmp_path / "x.safetensors"), "--resolution", "96"]) == 2
+    assert main(["train", "--model", "tiny", str(one_class), "--out", str(tmp_path / "x.safetensors"), "--resolution", "96"]) == 2
 
 
 def test_loss_curve_draws_something():
@@ -337,7 +337,7 @@ def test_gpu_bench_smoke_run_on_cpu():
 
 
 def test_step_draws_are_a_pure_function_of_their_arguments():
-    from word2scene.training.lora import epoch_order, step_draws
+    from word2scene.training.draws import epoch_order, step_draws
 
     args = dict(seed=3, global_batch=17, process=0, batch=4, variants=8, latent_shape=(4, 8, 8), num_timesteps=1000,
                 noise_offset=0.1, caption_dropout=0.5)

@@ -37,7 +37,6 @@ ARCHITECTURE = "stable-diffusion-v1/lora"
 @dataclass(frozen=True)
 class LoraWeights:
     """One adapted module: down is r x in (x kh x kw), up is out x r (x 1 x 1)."""
-
     down: torch.Tensor
     up: torch.Tensor
     alpha: float
@@ -58,7 +57,6 @@ class LoraWeights:
 @dataclass
 class TrainingFacts:
     """How the concept was trained, where known."""
-
     steps: int | None = None
     epochs: int | None = None
     resolution: int | None = None
@@ -74,7 +72,6 @@ class TrainingFacts:
 @dataclass
 class ConceptInfo:
     """What a concept file says about itself (its metadata)."""
-
     name: str
     concepts: list[str] = field(default_factory=list)
     trigger_words: list[str] = field(default_factory=lambda: list(DEFAULT_TRIGGER_WORDS))
@@ -97,7 +94,6 @@ class ConceptInfo:
 @dataclass
 class Concept:
     """A concept adapter: metadata plus LoRA weights keyed by canonical (kohya) module name."""
-
     info: ConceptInfo
     lora: dict[str, LoraWeights]
     path: Path | None = None
@@ -258,7 +254,6 @@ def _info_from_metadata(metadata: Mapping[str, str], name: str, lora: dict[str, 
 
 def read_concept(path: str | os.PathLike, input_name: str = "concept") -> Concept:
     """Read and validate a concept (or any SD1.5 LoRA) .safetensors file."""
-
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise InputError(input_name, f"{path.name} is not a .safetensors file; concept files are safetensors "

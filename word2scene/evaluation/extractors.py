@@ -31,7 +31,6 @@ ACCEPTED = ("a classifier trained with `word2scene classifier train`, torchvisio
 @dataclass
 class FeatureExtractor:
     """A network plus what it needs to read images; `classes` when it is a scene classifier."""
-
     name: str
     network: torch.nn.Module
     arch: str

@@ -7,14 +7,13 @@ else, so any number of workers (`accelerate launch`) gives the same files, and a
 skips images already written (each is written atomically)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..concepts.file import DEFAULT_TRIGGER_WORDS
 from ..concepts.patching import apply_concepts
-from ..prompts.expander import expand
-from ..scenes.sampling import generate, SamplingSettings
+from ..scenes.pipeline import make_scene, scene_prompt
+from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import strength_grid
 from ..errors import InputError
 from ..files import write_text_atomic
@@ -77,7 +76,7 @@ def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path
 
     index, count = worker
     items = work_items(resolve_concepts(kb, settings.concepts), settings.images_per_concept, settings.seed)[index::count]
-    triggers = concept.info.trigger_words if concept is not None else list(DEFAULT_TRIGGER_WORDS)
+    triggers = concept.info.trigger_words if concept is not None else None
     written = skipped = 0
     apply_concepts(sd, [(concept, settings.strength, settings.strength)] if concept is not None else [])
     try:
@@ -88,14 +87,11 @@ def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path
                 if on_image:
                     on_image(path, False)
                 continue
-            expansion = expand(kb[cid].name, settings.style, 1, seed, triggers, kb, sd.tokenizer)
-            sampling = SamplingSettings(**{**settings.sampling.as_dict(), "seed": seed,
-                                           "negative": expansion.negative}).check()
-            image = generate(sd, expansion.positive, sampling)
-            save_png(image, path, {"prompt": expansion.positive, **sampling.as_dict(), "sampler": "DDIM",
-                                   "model": sd.source, "concept": cid,
-                                   "concept_file": str(concept.path) if concept is not None else None,
-                                   "strength": settings.strength}, overwrite=True)
+            scene = make_scene(sd, kb[cid].name, replace(settings.sampling, seed=seed), style=settings.style,
+                               trigger_words=triggers, kb=kb,
+                               parameters={"concept": cid, "strength": settings.strength,
+                                           "concept_file": str(concept.path) if concept is not None else None})
+            scene.save(path, overwrite=True)
             written += 1
             if on_image:
                 on_image(path, True)
@@ -106,7 +102,6 @@ def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path
 
 def generated_set(out: str | Path, concepts: list[str]):
     """The protocol's images as a labelled set (class = concept id)."""
-
     items = []
     for cid in concepts:
         folder = Path(out) / "images" / cid
@@ -134,11 +129,11 @@ def evaluate_protocol(kb, settings: ProtocolSettings, out: str | Path, reference
 
 def protocol_grid(sd, kb, concepts: list, settings: ProtocolSettings, out: str | Path) -> Path | None:
     """The strength x epochs grid (rows: concept files, e.g. one per epoch) as grid.png; skipped when present."""
-
     path = Path(out) / "grid.png"
     if path.is_file() or not concepts:
         return None
-    expansion = expand(settings.grid_word, settings.style, 1, settings.seed, concepts[0].info.trigger_words, kb, sd.tokenizer)
+    expansion = scene_prompt(sd, settings.grid_word, style=settings.style, seed=settings.seed,
+                             trigger_words=concepts[0].info.trigger_words, kb=kb)
     sampling = SamplingSettings(**{**settings.sampling.as_dict(), "seed": settings.seed, "negative": expansion.negative})
     image, _ = strength_grid(sd, expansion.positive, concepts, settings.grid_strengths, sampling)
     save_png(image, path, {"prompt": expansion.positive, **sampling.as_dict(), "strengths": settings.grid_strengths,

@@ -68,7 +68,6 @@ def mini_configs() -> dict[str, dict]:
 @dataclass
 class SD15:
     """The parts of an SD1.x model. Latents are B x 4 x H/8 x W/8."""
-
     unet: "UNet2DConditionModel"
     vae: "AutoencoderKL"
     text_encoder: "CLIPTextModel"
@@ -273,6 +272,29 @@ def _read_safetensors_converting(path: Path, header: dict, dtype: torch.dtype) -
     return tensors, metadata
 
 
+POINTER_STUBS = (b"version https://git-lfs", b"/annex/objects/", b"../.git/annex/")
+
+
+def _check_complete(path: Path, input_name: str) -> None:
+    """Refuse, naming the file, a git LFS / git-annex pointer left where the weights should
+    be, and a file cut short (a broken download or copy): the header says how long it is."""
+    with open(path, "rb") as f:
+        start = f.read(200)
+    if any(marker in start for marker in POINTER_STUBS):
+        raise InputError(input_name, f"{path} is a git LFS/annex pointer ({path.stat().st_size} bytes), not the weights; "
+                                     "fetch the real file (git lfs pull, or copy it from where it was made)")
+    try:
+        header = _safetensors_header(path)
+    except (ValueError, UnicodeDecodeError):
+        return  # not a safetensors header at all: the reader says so
+    ends = [v["data_offsets"][1] for k, v in header.items() if isinstance(v, dict) and "data_offsets" in v]
+    expected = 8 + header["__header_size__"] + max(ends, default=0)
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(input_name, f"{path} is truncated: {size} bytes of the {expected} its header describes "
+                                     "(an interrupted download or copy); fetch or copy it again")
+
+
 def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dtype: torch.dtype | None = None) -> tuple[dict, dict]:
     """Tensors and metadata of a .safetensors file, or tensors of a .ckpt/.pt read with
     torch.load(weights_only=True) (never unpickles arbitrary objects). With `dtype`, floating
@@ -283,6 +305,7 @@ def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dty
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import safe_open
+        _check_complete(path, input_name)
         try:
             header = _safetensors_header(path)
             if dtype is not None and any(_SAFETENSORS_DTYPES.get(v.get("dtype")) not in (dtype, None)
@@ -336,13 +359,12 @@ def checkpoint_family(state: dict) -> str:
     return "sd1"
 
 
-def load_single_file(path: str | os.PathLike, dtype=torch.float32) -> SD15:
+def load_single_file(path: str | os.PathLike, dtype=torch.float32, input_name: str = "checkpoint") -> SD15:
     """An SD1.x single-file checkpoint in the original layout."""
-
-    state, metadata = read_state_dict(path, dtype=dtype)
+    state, metadata = read_state_dict(path, input_name, dtype=dtype)
     family = checkpoint_family(state)
     if family != "sd1":
-        raise InputError("checkpoint", f"{path} is {family}; Word2Scene needs an SD1.x text-to-image checkpoint")
+        raise InputError(input_name, f"{path} is {family}; Word2Scene needs an SD1.x text-to-image checkpoint")
     configs = sd15_configs()
     if CONFIG_METADATA_KEY in metadata:  # our own small checkpoints say their widths
         configs.update(json.loads(metadata[CONFIG_METADATA_KEY]))
@@ -385,8 +407,23 @@ def load_diffusers_folder(folder: str | os.PathLike, dtype=torch.float32) -> SD1
     return sd
 
 
+# Word2Scene-mini as shipped: the base model trained here (training/base_model.py) and the
+# Word2Scene concept trained on it with `train`; README > Word2Scene-mini has the commands.
+MINI_FOLDER = ASSETS.parent / "mini"
+MINI_CHECKPOINT = MINI_FOLDER / "word2scene-mini.safetensors"
+MINI_CONCEPT = MINI_FOLDER / "word2scene-mini-concept.safetensors"
+BUILT_IN_MODELS = ("mini", "tiny")
+NATIVE_RESOLUTION = {"mini": 128, "tiny": 64, "checkpoint": 512}  # pixels each model was made for
+
+
+def native_resolution(checkpoint=None, model: str = "tiny") -> int:
+    """The image side a model draws best at: 512 for SD1.x checkpoints, 128 for mini, 64 for tiny."""
+    return NATIVE_RESOLUTION["checkpoint" if checkpoint else model]
+
+
 def load_sd15(checkpoint: str | os.PathLike | None = None, model: str = "tiny", dtype=torch.float32) -> SD15:
-    """One entry point: a checkpoint path (file or diffusers folder), else the named built-in model."""
+    """One entry point: a checkpoint path (file or diffusers folder), else the named built-in
+    model: 'mini' (the shipped Word2Scene-mini file) or 'tiny' (seeded random, for tests)."""
     if checkpoint:
         path = Path(checkpoint)
         if path.is_dir():
@@ -394,14 +431,16 @@ def load_sd15(checkpoint: str | os.PathLike | None = None, model: str = "tiny", 
                 raise InputError("checkpoint", f"{path} is a folder but not a diffusers model (no model_index.json)")
             return load_diffusers_folder(path, dtype)
         return load_single_file(path, dtype)
+    if model == "mini":
+        return load_single_file(MINI_CHECKPOINT, dtype, input_name="model")
     if model != "tiny":
-        raise InputError("model", f"{model!r} is not a built-in model; accepted: 'tiny' (or pass a checkpoint)")
+        raise InputError("model", f"{model!r} is not a built-in model; accepted: {', '.join(BUILT_IN_MODELS)} "
+                                  "(or pass a checkpoint)")
     return build_tiny(dtype=dtype)
 
 
 def single_file_state(sd: SD15) -> dict:
     """The model as one original-layout state dict (what a .safetensors checkpoint holds)."""
-
     return to_single_file(sd.unet.state_dict(), sd.vae.state_dict(), canonical_text_state(sd.text_encoder),
                           len(sd.configs["unet"]["block_out_channels"]), len(sd.configs["vae"]["block_out_channels"]))
 

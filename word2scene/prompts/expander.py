@@ -34,7 +34,6 @@ CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 @dataclass
 class Match:
     """What one input word matched: how is exact, alias, fuzzy or unknown."""
-
     input: str
     concept: str | None
     how: str
@@ -135,7 +134,6 @@ def count_tokens(tokenizer, text: str) -> int:
 def expand(words: str, style: str = "word2scene", detail: int = 1, seed: int = 0,
            trigger_words: list[str] | None = None, kb: KnowledgeBase | None = None, tokenizer=None) -> Expansion:
     """One word (or comma-separated words) -> positive and negative prompt with a report."""
-
     if style not in STYLES:
         raise InputError("style", f"{style!r} is not a style; accepted: {', '.join(STYLES)}")
     if not isinstance(detail, int) or detail not in DETAIL:

@@ -71,7 +71,6 @@ def lookup_keys(text: str) -> set[str]:
 
 class KnowledgeBase:
     """Concepts by id and an index of every alias form -> concept id."""
-
     def __init__(self, concepts: dict[str, SceneConcept], negatives: list[str], files: list[str]):
         self.concepts = concepts
         self.negatives = negatives

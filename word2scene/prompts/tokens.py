@@ -38,7 +38,6 @@ class Word:
 
 class PromptLayout:
     """Words of a prompt and their token columns, aligned to the columns a text encoder saw."""
-
     def __init__(self, text: str, column_tokens: list[int], tokenizer):
         self.text = text
         self.column_tokens = list(column_tokens)

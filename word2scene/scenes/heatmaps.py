@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..prompts.tokens import chunk_tokens, PromptLayout
 from ..errors import InputError
+from .render import overlay
 from .sampling import decode, encode_columns, initial_noise, sample
 
 
@@ -38,7 +39,6 @@ def layer_shape(height: int, width: int, tokens: int) -> tuple[int, int]:
 @dataclass
 class AttentionCapture:
     """Running sums of cross-attention probabilities: layer -> B x T x h x w (CPU, fp32)."""
-
     latent_size: tuple[int, int]  # latent h, w
     sums: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)  # layer -> heads x passes added
@@ -109,7 +109,6 @@ def diffusers_sites(unet) -> dict[str, torch.nn.Module]:
 
 class CaptureProcessor:
     """diffusers attention processor for one attn2 site: explicit probabilities, captured."""
-
     def __init__(self, tracer: "DiffusersTracer", layer: str):
         self.tracer, self.layer = tracer, layer
 
@@ -148,7 +147,6 @@ class DiffusersTracer:
 @dataclass
 class HeatMaps:
     """Captured cross-attention for a batch of images, with the prompt's word layout."""
-
     capture: AttentionCapture
     layout: PromptLayout
     image_size: tuple[int, int]  # pixels H, W
@@ -190,6 +188,54 @@ class HeatMaps:
         index = {c: i for i, c in enumerate(flat)}
         out = torch.stack([maps[:, [index[c] for c in cols]].mean(1) for cols in columns], dim=1)
         return requests, out
+
+    def words(self, words: list[str] | None = None, threshold: float = 0.4) -> "WordMaps":
+        """The maps of the requested words (empty: every content word), with what derives from them."""
+        labels, maps = self.word_maps(words)
+        return WordMaps(labels, maps, threshold)
+
+
+@dataclass
+class WordMaps:
+    """The word heat maps of one capture, B x words x H x W, and what the node and the CLI
+    show of them: normalized maps, masks, per-word scores and overlays."""
+
+    labels: list[str]
+    maps: torch.Tensor
+    threshold: float = 0.4
+
+    def normalized(self) -> torch.Tensor:
+        return normalize(self.maps)
+
+    def masks(self) -> torch.Tensor:
+        return masks(self.maps, self.threshold)
+
+    def scores(self) -> list[dict]:
+        return word_scores(self.labels, self.maps, self.threshold)
+
+    def score_lines(self) -> list[str]:
+        return [f"image {s['image']} {s['word']}: mean {s['mean']:.5f}, peak {s['peak']:.5f}, area {s['area']:.1%}"
+                for s in self.scores()]
+
+    def overlays(self, images: list) -> list:
+        """Per image, per word: the normalized map over the image (a batch of maps pairs
+        with the images one to one; a single map serves every image)."""
+        if self.maps.shape[0] not in (1, len(images)):
+            raise InputError("image", f"{len(images)} images for heat maps of a batch of {self.maps.shape[0]}")
+        shown = self.normalized()
+        return [overlay(image, shown[i if self.maps.shape[0] > 1 else 0, k], label)
+                for i, image in enumerate(images) for k, label in enumerate(self.labels)]
+
+
+def parse_timesteps(text: str, input_name: str = "timesteps") -> list[int]:
+    """"100, 300, 500" -> [100, 300, 500]: DDPM timesteps, each 0 to 999."""
+    try:
+        steps = [int(t) for t in str(text).replace(" ", "").split(",") if t]
+    except ValueError:
+        raise InputError(input_name, f"{text!r}; give integers 0-999 like 100, 300, 500") from None
+    if not steps or any(not 0 <= t < 1000 for t in steps):
+        raise InputError(input_name, f"{text!r} outside the schedule; use integers 0 to 999")
+    return steps
 
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ from ..errors import InputError
 @dataclass
 class SamplingSettings:
     """The paper's defaults: DDIM, 30 steps, CFG 7, 512 x 512, empty negative prompt."""
-
     steps: int = 30
     cfg: float = 7.0
     seed: int = 0

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from ..datasets import Sample, dataset_hash, scan_dataset
-from ..imagery import fit_square, read_image
+from ..datasets import dataset_hash, load_images, scan_dataset
 from ..errors import InputError
 from ..files import atomic_path
+from ..models.sd15 import SD15, build_random, mini_configs, save_single_file, tiny_configs
 from ..scenes.sampling import encode_prompt, join_contexts
-from ..models.sd15 import SD15, build_random, mini_configs, save_single_file
+from ..settings import SPLIT, check_ranges, option
+from .draws import seeded_generator
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
 # "geographic scene"): the base must not know them, as SD1.5 did not.
@@ -59,46 +60,39 @@ def look_caption(concept: str, template: int) -> str:
 
 @dataclass
 class PretrainConfig:
-    """Everything that defines a pretraining run (saved in states and the checkpoint)."""
+    """Everything that defines a pretraining run (saved in states and the checkpoint); the
+    `pretrain` command's options are derived from these fields (settings.py)."""
 
-    vae_steps: int = 3000
-    unet_steps: int = 6000
-    batch_size: int = 32
-    vae_batch_size: int = 16
-    learning_rate: float = 3e-4
-    vae_learning_rate: float = 5e-4
-    warmup_steps: int = 200
-    resolution: int = 128
-    vae_crop: int = 64  # the VAE is convolutional: fitting on random crops is 4x cheaper per image at 128 px
-    kl_weight: float = 1e-6
-    caption_dropout: float = 0.1
-    min_snr_gamma: float = 5.0
-    ema_decay: float = 0.999
-    seed: int = 0
-    save_every: int = 500
-    keep_states: int = 2
-    split: str | None = "train"
+    model: str = option("mini", choices=("mini", "tiny"), help="architecture: mini (the shipped model's widths) or "
+                                                                "tiny (the test model's, for quick runs)")
+    vae_steps: int = option(600, min=0, max=1_000_000, help="VAE fitting steps (random crops of both looks)")
+    unet_steps: int = option(1500, flag="--steps", min=0, max=10_000_000, help="UNet steps")
+    batch_size: int = option(32, flag="--batch", min=1, max=4096, help="UNet batch size")
+    vae_batch_size: int = option(16, flag="--vae-batch", min=1, max=4096, help="VAE batch size (crops)")
+    learning_rate: float = option(5e-4, flag="--lr", min=1e-7, max=0.1, help="UNet AdamW learning rate")
+    vae_learning_rate: float = option(1e-3, flag="--vae-lr", min=1e-7, max=0.1, help="VAE AdamW learning rate")
+    warmup_steps: int = option(100, flag="--warmup", min=0, max=1_000_000, help="linear warm-up steps of each phase")
+    resolution: int = option(128, min=64, max=4096, help="image side in pixels, a multiple of 64")
+    vae_crop: int = option(64, min=8, max=4096, help="VAE crop side in pixels (the VAE is convolutional: "
+                                                     "fitting on crops is cheaper per image)")
+    kl_weight: float = option(1e-6, min=0.0, max=1.0, help="weight of the VAE's KL term")
+    caption_dropout: float = option(0.1, min=0.0, max=0.99, help="fraction of empty captions (for guidance)")
+    min_snr_gamma: float = option(5.0, min=0.0, max=100.0, help="min-SNR loss weighting gamma; 0 = off")
+    ema_decay: float = option(0.999, min=0.0, max=0.99999, help="EMA of the UNet weights (the file holds the EMA); 0 = off")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of the weights and of every random draw")
+    save_every: int = option(200, min=0, max=1_000_000, help="write a resumable state every N steps beside the output")
+    keep_states: int = option(2, min=0, max=1000, help="resumable states kept (the newest); 0 = all")
+    split: str | None = option("train", kind=SPLIT, help="captions.jsonl split to use; 'all' for every row")
 
-    def check(self) -> "PretrainConfig":
+    def check(self, input_names: dict[str, str] | None = None) -> "PretrainConfig":
+        check_ranges(self, input_names)
+
         def bad(name, message):
-            raise InputError(name, message)
-        if self.resolution < 64 or self.resolution % 64:
+            raise InputError((input_names or {}).get(name, name), message)
+        if self.resolution % 64:
             bad("resolution", f"{self.resolution} is not accepted; use a multiple of 64 (e.g. 128)")
-        if not 8 <= self.vae_crop <= self.resolution or self.vae_crop % 8:
+        if self.vae_crop % 8 or self.vae_crop > self.resolution:
             bad("vae_crop", f"{self.vae_crop}; use a multiple of 8 up to the resolution")
-        for name in ("batch_size", "vae_batch_size"):
-            if getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)} is not accepted; use 1 or more")
-        for name in ("vae_steps", "unet_steps", "warmup_steps", "save_every"):
-            if getattr(self, name) < 0:
-                bad(name, f"{getattr(self, name)} is not accepted; use 0 or more")
-        for name in ("learning_rate", "vae_learning_rate"):
-            if not 0 < getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)} is not accepted; use a value in (0, 1), e.g. 3e-4")
-        if not 0 <= self.ema_decay < 1:
-            bad("ema_decay", f"{self.ema_decay}; use 0 (off) to below 1, e.g. 0.999")
-        if not 0 <= self.caption_dropout < 1:
-            bad("caption_dropout", f"{self.caption_dropout}; use 0 to <1")
         return self
 
     def identity(self) -> dict:
@@ -117,18 +111,6 @@ class PretrainProgress:
     eta: float
 
 
-def _rng(seed: int, *keys: int) -> torch.Generator:
-    value = seed
-    for k in keys:
-        value = (value * 1_000_003 + k + 1) % (2**63)
-    return torch.Generator().manual_seed(value)
-
-
-def load_pixels(samples: list[Sample], resolution: int) -> np.ndarray:
-    """N x H x W x 3 uint8: every image read and fitted to resolution x resolution."""
-    return np.stack([np.asarray(fit_square(read_image(s.image), resolution)) for s in samples])
-
-
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
@@ -139,7 +121,6 @@ def _lr(step: int, base: float, warmup: int) -> float:
 
 class _Run:
     """The state a pretraining run carries from step to step, and its checkpoints."""
-
     def __init__(self, sd: SD15, cfg: PretrainConfig, out: Path, data_hash: str):
         self.sd, self.cfg, self.out, self.data_hash = sd, cfg, out, data_hash
         self.vae_opt = torch.optim.AdamW(sd.vae.parameters(), lr=cfg.vae_learning_rate, weight_decay=0.0)
@@ -177,8 +158,10 @@ class _Run:
             raise InputError("resume", f"{path} is not a readable pretraining state ({exc})") from None
         if not isinstance(state, dict) or state.get("format") != "word2scene-pretrain-state":
             raise InputError("resume", f"{path} is not a word2scene pretraining state")
-        if state["config"] != self.cfg.identity():
-            diff = {k: (state["config"].get(k), v) for k, v in self.cfg.identity().items() if state["config"].get(k) != v}
+        # a state written before an option existed was made with that option's default
+        saved = {**PretrainConfig().identity(), **state["config"]}
+        if saved != self.cfg.identity():
+            diff = {k: (saved.get(k), v) for k, v in self.cfg.identity().items() if saved.get(k) != v}
             raise InputError("resume", f"{path} was written with other settings: {diff}")
         if state["dataset_hash"] != self.data_hash:
             raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
@@ -196,7 +179,7 @@ class _Run:
 def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
     """One VAE step on random crops of both looks: L1 + MSE reconstruction + a small KL."""
     cfg, vae = run.cfg, run.sd.vae
-    g = _rng(cfg.seed, 1, step)
+    g = seeded_generator(cfg.seed, 1, step)
     n, size = len(pixels), pixels.shape[1]
     index = torch.randint(0, n, (cfg.vae_batch_size,), generator=g).tolist()
     corner = torch.randint(0, size - cfg.vae_crop + 1, (cfg.vae_batch_size, 2), generator=g).tolist()
@@ -235,7 +218,7 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
               step: int) -> float:
     """One epsilon-prediction step (min-SNR weighted) on cached latents of the shifted look."""
     cfg, sd = run.cfg, run.sd
-    g = _rng(cfg.seed, 2, step)
+    g = seeded_generator(cfg.seed, 2, step)
     index = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
     flip = torch.randint(0, 8, (cfg.batch_size,), generator=g)  # the square's symmetries: RS scenes have no "up"
     latents = (mean[index] + std[index] * torch.randn(mean[index].shape, generator=g)) * run.latent_scale
@@ -291,13 +274,15 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
         raise InputError("out", f"{out} exists; pass overwrite to replace it")
     samples = scan_dataset(dataset, None, cfg.split, kb)
     data_hash = dataset_hash(samples)
-    sd = build_random(mini_configs(), cfg.seed, name="mini")
+    sd = build_random(mini_configs() if cfg.model == "mini" else tiny_configs(), cfg.seed, name=cfg.model)
     for model in (sd.vae, sd.unet):
         model.requires_grad_(True).train()
     run = _Run(sd, cfg, out, data_hash)
     if resume:
         run.load_state(Path(resume))
-    pixels = load_pixels(samples, cfg.resolution)
+    samples, arrays, skipped = load_images(samples, cfg.resolution)
+    pixels = np.stack(arrays)
+    del arrays
     t0, start = time.perf_counter(), (run.vae_step, run.unet_step)
 
     def report(phase, step, total, loss, begun):
@@ -340,7 +325,7 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
     if run.ema is not None:
         sd.unet.load_state_dict(run.ema.state_dict())
     sd.unet.eval().requires_grad_(False)
-    facts = {**asdict(cfg), "dataset_hash": data_hash, "images": len(samples),
+    facts = {**asdict(cfg), "dataset_hash": data_hash, "images": len(samples), "skipped_images": len(skipped),
                                          "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST,
                                                   "blur_radius": LOOK_BLUR_RADIUS},
                                          "final_loss": {k: float(np.mean(v[-100:])) if v else None

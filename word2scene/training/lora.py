@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,12 +16,15 @@ import torch.nn.functional as F
 
 from ..concepts.file import Concept, ConceptInfo, DEFAULT_TRIGGER_WORDS, LoraWeights, save_concept, TrainingFacts
 from ..models.sd15 import SD15, text_layout_prefix
-from ..scenes.sampling import decode, encode_prompt, join_contexts, sample as run_sampler, SamplingSettings
+from ..scenes.pipeline import make_scene
+from ..scenes.sampling import encode_prompt, join_contexts, SamplingSettings
 from ..concepts import keys as lora_keys
-from ..datasets import dataset_hash, Sample, scan_dataset, training_caption
+from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_caption
 from ..errors import InputError
+from .draws import StepDraws, epoch_order, seeded_generator, step_draws
+from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
 from ..files import atomic_path, safe_relative_name
-from ..imagery import dihedral, fit_square, read_image, save_png
+from ..imagery import dihedral, save_png
 
 UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
                 "kohya": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]}
@@ -36,7 +39,6 @@ class TrainingError(RuntimeError):
 
 class TrainingInterrupted(RuntimeError):
     """Stopped on request; `state_path` is a resumable checkpoint."""
-
     def __init__(self, step: int, state_path: Path | None):
         self.step, self.state_path = step, state_path
         super().__init__(f"training interrupted at step {step}; resume from {state_path}")
@@ -44,62 +46,65 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved in checkpoints and the concept file)."""
+    """Everything that defines a training run (saved in checkpoints and the concept file).
+    Each field states its default, help, range and flag once: the CLI's `train` options and
+    the Train Concept node's inputs are derived from it (settings.py)."""
 
-    concepts: list[str] = field(default_factory=list)
-    trigger_words: list[str] = field(default_factory=lambda: list(DEFAULT_TRIGGER_WORDS))
-    steps: int = 1000
-    epochs: int = 0  # > 0: steps = epochs * batches per epoch
-    rank: int = 16
-    alpha: float = 16.0
-    rslora: bool = False
-    module_set: str = "attention"
-    text_encoder: bool = False
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    batch_size: int = 1
-    grad_accumulation: int = 1
-    max_grad_norm: float = 1.0
-    min_snr_gamma: float = 0.0
-    noise_offset: float = 0.0
-    caption_dropout: float = 0.0
-    resolution: int = 512
-    augment: str = "dihedral"
-    bands: tuple[int, ...] = (1, 2, 3)
-    split: str | None = "train"
-    seed: int = 0
-    save_every: int = 0
-    keep_states: int = 3
-    preview_every: int = 0
-    preview_steps: int = 20
-    preview_size: int = 0  # 0 = resolution
-    gradient_checkpointing: bool = False
-    mixed_precision: str = "no"  # no | fp16 (GPU) | bf16 (GPU, or CPUs with AMX/AVX512-BF16)
-    max_bad_fraction: float = 0.1
+    concepts: list[str] = option(default_factory=list, flag="--concept", kind=REPEATED, metavar="WORD",
+                                 help="concept word(s): restricts class folders to these, or names a flat folder's "
+                                      "concept; empty: every class")
+    trigger_words: list[str] = option(default_factory=lambda: list(DEFAULT_TRIGGER_WORDS), kind=WORDS,
+                                      help="comma-separated trigger words put before the concept word "
+                                           "(the paper: gs, geographic scene)")
+    steps: int = option(1000, min=1, max=1_000_000, help="optimizer steps (ignored when epochs > 0)")
+    epochs: int = option(0, min=0, max=10_000, help="> 0: train whole epochs instead of steps")
+    rank: int = option(16, min=1, max=256, help="LoRA rank r")
+    alpha: float = option(16.0, min=0.01, max=1024.0, help="LoRA alpha (scale alpha / rank)")
+    rslora: bool = option(False, help="rank-stabilised scaling alpha / sqrt(rank)")
+    module_set: str = option("attention", flag="--modules", choices=tuple(UNET_TARGETS),
+                             help="attention: to_q/k/v/out (the paper, 128 modules); kohya: + proj_in/out and ff (192)")
+    text_encoder: bool = option(False, help="also train a text-encoder LoRA")
+    learning_rate: float = option(1e-4, flag="--lr", min=1e-7, max=0.1, help="AdamW learning rate")
+    lr_scheduler: str = option("constant", choices=("constant", "constant_with_warmup", "linear", "cosine",
+                                                    "cosine_with_restarts", "polynomial"),
+                               help="learning-rate schedule (diffusers' get_scheduler)")
+    warmup_steps: int = option(0, flag="--warmup", min=0, max=1_000_000, help="warm-up steps of the schedule")
+    batch_size: int = option(1, flag="--batch", min=1, max=256, help="images per step and process")
+    grad_accumulation: int = option(1, min=1, max=1024, help="micro-batches per optimizer step")
+    max_grad_norm: float = option(1.0, min=0.0, max=1e6, help="gradient clipping norm; 0 = off")
+    min_snr_gamma: float = option(0.0, min=0.0, max=100.0, help="min-SNR loss weighting gamma (e.g. 5); 0 = off")
+    noise_offset: float = option(0.0, min=0.0, max=1.0, help="noise offset (darker and brighter scenes)")
+    caption_dropout: float = option(0.0, min=0.0, max=0.99, help="fraction of captions replaced by the empty prompt")
+    resolution: int = option(512, min=64, max=4096, help="training image side in pixels, a multiple of 64")
+    augment: str = option("dihedral", choices=tuple(AUGMENTS),
+                          help="none, flip, or dihedral (the 8 symmetries of the square: RS scenes have no 'up')")
+    bands: tuple[int, ...] = option((1, 2, 3), kind=INTEGERS, help="1-based bands of multi-band images as R,G,B")
+    split: str | None = option("train", kind=SPLIT, help="captions.jsonl split to use; 'all' for every row")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of every random draw (data order, noise, timesteps)")
+    save_every: int = option(0, min=0, max=1_000_000, help="write a resumable state every N steps beside the "
+                                                             "output; 0 = only when stopped")
+    keep_states: int = option(3, min=0, max=1000, help="resumable states kept (the newest); 0 = all")
+    preview_every: int = option(0, min=0, max=1_000_000, help="preview images every N steps and at the end; 0 = none")
+    preview_steps: int = option(20, min=1, max=200, help="sampling steps per preview image")
+    preview_size: int = option(0, min=0, max=4096, help="preview image side in pixels; 0 = the training resolution")
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass (less memory)")
+    mixed_precision: str = option("no", choices=("no", "fp16", "bf16"),
+                                  help="bf16/fp16 autocast with the frozen weights in half precision "
+                                       "(fp16: GPU; bf16: GPU, or CPUs with AMX/AVX512-BF16)")
+    max_bad_fraction: float = option(0.1, min=0.0, max=1.0, help="largest fraction of unreadable images skipped "
+                                                                 "before training refuses the dataset")
 
-    def check(self) -> "TrainConfig":
+    def check(self, input_names: dict[str, str] | None = None) -> "TrainConfig":
+        """Ranges and choices as the fields state them, then the rules between fields.
+        Errors name `input_names[field]` where given (the flag or node input)."""
+        check_ranges(self, input_names)
+
         def bad(name, message):
-            raise InputError(name, message)
-        if self.resolution < 64 or self.resolution % 64:
+            raise InputError((input_names or {}).get(name, name), message)
+        if self.resolution % 64:
             bad("resolution", f"{self.resolution} is not accepted; use a multiple of 64 (e.g. 512)")
-        if self.module_set not in UNET_TARGETS:
-            bad("module_set", f"{self.module_set!r}; accepted: {', '.join(UNET_TARGETS)}")
-        if self.augment not in AUGMENTS:
-            bad("augment", f"{self.augment!r}; accepted: {', '.join(AUGMENTS)}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            bad("mixed_precision", f"{self.mixed_precision!r}; accepted: no, fp16, bf16")
-        for name in ("rank", "batch_size", "grad_accumulation"):
-            if getattr(self, name) < 1:
-                bad(name, f"{getattr(self, name)} is not accepted; use 1 or more")
-        if self.steps < 1 and self.epochs < 1:
-            bad("steps", "give steps or epochs of at least 1")
-        if not 0 < self.learning_rate < 1:
-            bad("learning_rate", f"{self.learning_rate} is not accepted; use a value in (0, 1), e.g. 1e-4")
-        if not 0 <= self.caption_dropout < 1:
-            bad("caption_dropout", f"{self.caption_dropout}; use 0 to <1")
-        if self.alpha <= 0:
-            bad("alpha", f"{self.alpha} is not accepted; use a positive number")
+        if len(self.bands) != 3 or min(self.bands) < 1:
+            bad("bands", f"{','.join(map(str, self.bands))}; give three 1-based band numbers like 4,3,2")
         return self
 
     def identity(self) -> dict:
@@ -132,35 +137,10 @@ class TrainResult:
 @dataclass
 class _Cache:
     """Per-image latents (mean, std) per augmentation variant and per-caption embeddings."""
-
     mean: torch.Tensor  # N x V x 4 x h x w
     std: torch.Tensor
     captions: list[str]  # per sample
     embeddings: dict  # caption -> 1 x (77 * chunks) x D (frozen text encoder only)
-
-
-def _sample_rng(seed: int, *keys: int) -> torch.Generator:
-    value = seed
-    for k in keys:
-        value = (value * 1_000_003 + k + 1) % (2**63)
-    return torch.Generator().manual_seed(value)
-
-
-def load_images(samples: list[Sample], cfg: TrainConfig) -> tuple[list[Sample], list[np.ndarray], list[str]]:
-    """Read and fit every image; unreadable ones are skipped and reported."""
-    kept, arrays, bad = [], [], []
-    for s in samples:
-        try:
-            arrays.append(np.asarray(fit_square(read_image(s.image, cfg.bands), cfg.resolution)))
-            kept.append(s)
-        except InputError:
-            raise
-        except Exception as exc:  # PIL raises many types for corrupt files
-            bad.append(f"{s.image.name} ({type(exc).__name__})")
-    if samples and len(bad) / len(samples) > cfg.max_bad_fraction:
-        raise InputError("dataset", f"{len(bad)} of {len(samples)} images are unreadable (more than "
-                                    f"{cfg.max_bad_fraction:.0%}): {', '.join(bad[:5])}")
-    return kept, arrays, bad
 
 
 @torch.no_grad()
@@ -268,38 +248,6 @@ def _prune_states(out: Path, keep: int) -> None:
 
 
 @dataclass
-class StepDraws:
-    """Every random draw of one micro-batch: B = batch size, latents B x 4 x h x w."""
-
-    variant: torch.Tensor  # B: which augmentation variant of each image
-    latent_eps: torch.Tensor  # B x 4 x h x w: the sample from each image's latent distribution
-    noise: torch.Tensor  # B x 4 x h x w: the diffusion noise (offset included)
-    timesteps: torch.Tensor  # B
-    drop_caption: list[bool]  # B
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The data order of one epoch: a permutation of n, a function of (seed, epoch) only."""
-    return torch.randperm(n, generator=_sample_rng(seed, 1, epoch))
-
-
-def step_draws(seed: int, global_batch: int, process: int, batch: int, variants: int, latent_shape: tuple[int, ...],
-               num_timesteps: int, noise_offset: float = 0.0, caption_dropout: float = 0.0) -> StepDraws:
-    """All randomness of micro-batch `global_batch` on process `process`, a pure function of
-    its arguments: the same draws whether a run is resumed or not, on any device."""
-    g = _sample_rng(seed, 2, global_batch, process)
-    shape = (batch, *latent_shape)
-    variant = torch.randint(0, variants, (batch,), generator=g)
-    latent_eps = torch.randn(shape, generator=g)
-    noise = torch.randn(shape, generator=g)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn(shape[:2] + (1, 1), generator=g)
-    timesteps = torch.randint(0, num_timesteps, (batch,), generator=g)
-    drop = (torch.rand(batch, generator=g) < caption_dropout).tolist()
-    return StepDraws(variant, latent_eps, noise, timesteps, drop)
-
-
-@dataclass
 class _Data:
     samples: list[Sample]
     arrays: list[np.ndarray]
@@ -319,7 +267,7 @@ def _check_destination(out: str | Path, overwrite: bool) -> Path:
 
 def _read_data(dataset, cfg: TrainConfig, kb) -> _Data:
     samples = scan_dataset(dataset, cfg.concepts or None, cfg.split, kb)
-    samples, arrays, bad = load_images(samples, cfg)
+    samples, arrays, bad = load_images(samples, cfg.resolution, cfg.bands, cfg.max_bad_fraction)
     expanded = [i for i, s in enumerate(samples) for _ in range(s.repeats)]
     return _Data(samples, arrays, bad, expanded, dataset_hash(samples))
 
@@ -488,7 +436,7 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                     last_state = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
                     _prune_states(out, cfg.keep_states)
                 if cfg.preview_every and (done % cfg.preview_every == 0 or done == total):
-                    images = preview_images(sd, cfg, data.samples)
+                    images = preview_images(sd, cfg, data.samples, kb)
                     previews.append((done, images))
                     if on_preview is not None:
                         on_preview(done, images)
@@ -507,18 +455,25 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     return TrainResult(concept, out, losses, previews, summary)
 
 
-@torch.no_grad()
-def preview_images(sd: SD15, cfg: TrainConfig, samples: list[Sample]) -> list:
-    """One image per concept word with a fixed seed, using the adapters as they are now."""
+def blank_preview(cfg: TrainConfig):
+    """What stands for the previews of a run that drew none (preview_every = 0): one black
+    image of the preview size."""
+    from PIL import Image
 
+    size = cfg.preview_size or cfg.resolution
+    return Image.new("RGB", (size, size))
+
+
+@torch.no_grad()
+def preview_images(sd: SD15, cfg: TrainConfig, samples: list[Sample], kb=None) -> list:
+    """One scene per concept word with a fixed seed, using the adapters as they are now
+    (the scene pipeline in the paper's prompt form: "gs, geographic scene, <word>")."""
     size = cfg.preview_size or cfg.resolution
     settings = SamplingSettings(steps=cfg.preview_steps, seed=cfg.seed, width=size, height=size)
     was_training = sd.unet.training
     sd.unet.eval()
-    images = []
-    for word in sorted({s.concept for s in samples}):
-        prompt = ", ".join(list(cfg.trigger_words) + [word])
-        images += decode(sd, run_sampler(sd, prompt, settings))
+    images = [make_scene(sd, word, settings, trigger_words=cfg.trigger_words, kb=kb).image
+              for word in sorted({s.concept for s in samples})]
     sd.unet.train(was_training)
     return images
 
@@ -532,12 +487,12 @@ def denoising_loss(sd: SD15, dataset: str | Path, cfg: TrainConfig, kb=None, spl
     from diffusers import DDPMScheduler
 
     samples = scan_dataset(dataset, concepts, split, kb)
-    samples, arrays, _ = load_images(samples, cfg)
+    samples, arrays, _ = load_images(samples, cfg.resolution, cfg.bands, cfg.max_bad_fraction)
     cache = build_cache(sd, samples, arrays, TrainConfig(**{**asdict(cfg), "augment": "none", "text_encoder": False}), sd.device)
     schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
     total, n = 0.0, 0
     for i in range(len(samples)):
-        g = _sample_rng(seed, i)
+        g = seeded_generator(seed, i)
         latents = cache.mean[i:i + 1, 0] * sd.vae_scale
         context = cache.embeddings[cache.captions[i]].to(sd.device, sd.unet.dtype)
         for _ in range(noise_draws):
@@ -552,7 +507,6 @@ def denoising_loss(sd: SD15, dataset: str | Path, cfg: TrainConfig, kb=None, spl
 
 def concept_output_path(folder: str | Path, save_name: str) -> Path:
     """<folder>/<save_name>.safetensors for a user-given name (subfolders allowed, no '..')."""
-
     name = safe_relative_name("save_name", save_name)
     if not name.lower().endswith(".safetensors"):
         name += ".safetensors"

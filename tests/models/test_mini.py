@@ -1,0 +1,106 @@
+"""The shipped Word2Scene-mini base model and its concept: they load, fit, say what they are,
+and the CLI's defaults pick them."""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from word2scene.cli import build_parser, main
+from word2scene.cli.common import image_size, load_concepts
+from word2scene.concepts.file import read_concept
+from word2scene.concepts.keys import kohya_name
+from word2scene.concepts.patching import apply_concepts
+from word2scene.errors import InputError
+from word2scene.models import sd15
+from word2scene.models.sd15 import MINI_CHECKPOINT, MINI_CONCEPT, load_sd15
+from word2scene.prompts.knowledge import load_knowledge
+from word2scene.training.base_model import PRETRAIN_METADATA_KEY
+
+LIMIT = 48 * 2**20
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return load_sd15(model="mini")
+
+
+def test_shipped_files_are_small_fp16_and_say_how_they_were_made():
+    for path in (MINI_CHECKPOINT, MINI_CONCEPT):
+        assert path.is_file() and path.stat().st_size <= LIMIT, path
+    with safe_open(str(MINI_CHECKPOINT), framework="pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} <= {"F16", "I64"}
+        facts = json.loads(f.metadata()[PRETRAIN_METADATA_KEY])
+    assert facts["resolution"] == 128 and facts["images"] > 8000 and facts["look"]["templates"]
+    assert not any("gs" in t.split() or "geographic scene" in t for t in facts["look"]["templates"])
+
+
+def test_concept_is_the_paper_11_on_this_base_and_maps_every_key(mini):
+    concept = read_concept(MINI_CONCEPT)
+    info = concept.info
+    kb = load_knowledge(extra_dirs=[])
+    assert info.trigger_words == ["gs", "geographic scene"]
+    assert sorted(info.concepts) == sorted(kb[c].name for c in kb.by_paper("trained")) and len(info.concepts) == 11
+    assert info.base_model_name == MINI_CHECKPOINT.name
+    assert info.base_model_hash == hashlib.sha256(MINI_CHECKPOINT.read_bytes()).hexdigest()
+    assert info.training_config["resolution"] == 128 and info.training.steps > 0
+    modules = {kohya_name("unet", n) for n, _ in mini.unet.named_modules()}
+    modules |= {kohya_name("text_encoder", sd15.text_layout_prefix(mini.text_encoder) + n)
+                for n, _ in mini.text_encoder.named_modules()}
+    assert set(concept.lora) <= modules and len(concept.lora) == 128
+    before = mini.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k.weight.clone()
+    apply_concepts(mini, [(concept, 1.0, 1.0)])
+    try:
+        assert not torch.equal(before, mini.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k.weight)
+    finally:
+        apply_concepts(mini, [])
+    assert torch.equal(before, mini.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k.weight)
+
+
+def test_main_job_defaults_pick_mini_its_concept_and_128_px():
+    args = build_parser().parse_args(["generate", "airport"])
+    assert args.model == "mini" and args.checkpoint is None
+    [(concept, strength, strength_clip)] = load_concepts(args)
+    assert concept.path == MINI_CONCEPT and strength == strength_clip == 1.0
+    assert image_size(args) == {"width": 128, "height": 128}
+    zero = build_parser().parse_args(["generate", "airport", "--strength", "0"])
+    assert [s for _, s, _ in load_concepts(zero)] == [0.0]  # the base alone
+    other = build_parser().parse_args(["generate", "airport", "--model", "tiny"])
+    assert load_concepts(other) == [] and image_size(other) == {"width": 64, "height": 64}
+
+
+def test_generate_with_mini_at_128_px_is_deterministic(tmp_path):
+    run = ["generate", "forest", "--steps", "6", "--overwrite"]
+    assert main([*run, "--seed", "3", "--out", str(tmp_path / "a.png")]) == 0
+    assert main([*run, "--seed", "3", "--out", str(tmp_path / "b.png")]) == 0
+    assert main([*run, "--seed", "4", "--out", str(tmp_path / "c.png")]) == 0
+    a, b, c = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in "abc")
+    assert a.shape == (128, 128, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.std() > 5  # a picture, not a flat field
+    params = json.loads(Image.open(tmp_path / "a.png").text["word2scene"])
+    assert params["prompt"] == "gs, geographic scene, forest" and params["concepts"][0]["strength_model"] == 1.0
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "does not exist"),
+    ("truncated", "is truncated"),
+    ("pointer", "git LFS/annex pointer"),
+])
+def test_a_damaged_mini_file_is_named_in_the_error(tmp_path, monkeypatch, damage, message):
+    broken = tmp_path / MINI_CHECKPOINT.name
+    if damage == "truncated":
+        with open(MINI_CHECKPOINT, "rb") as src, open(broken, "wb") as dst:
+            dst.write(src.read(MINI_CHECKPOINT.stat().st_size // 2))
+    elif damage == "pointer":
+        broken.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 43844870\n")
+    monkeypatch.setattr(sd15, "MINI_CHECKPOINT", broken)
+    with pytest.raises(InputError, match=message) as info:
+        load_sd15(model="mini")
+    assert str(info.value).startswith("model: ") and str(broken) in str(info.value)
+    if damage == "missing":
+        assert not broken.exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)

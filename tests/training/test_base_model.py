@@ -1,0 +1,84 @@
+"""Word2Scene-mini's pretraining (training/base_model.py) on a handful of real AID images."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import SHARED
+from word2scene.cli import main
+from word2scene.errors import InputError
+from word2scene.models.sd15 import load_sd15
+from word2scene.training.base_model import PRETRAIN_METADATA_KEY, PretrainConfig, old_photo, pretrain
+
+AID = SHARED / "data" / "aid"
+pytestmark = pytest.mark.skipif(not AID.is_dir(), reason=f"shared data not found at {AID}")
+QUICK = dict(model="tiny", vae_steps=4, unet_steps=6, batch_size=2, vae_batch_size=2, resolution=64, vae_crop=32,
+             warmup_steps=2, save_every=2, ema_decay=0.9)
+
+
+@pytest.fixture
+def handful(tmp_path):
+    """Three images each of two AID classes, in the captions.jsonl layout."""
+    root = tmp_path / "aid"
+    rows = [json.loads(line) for line in (AID / "captions.jsonl").read_text().splitlines()]
+    keep = [r for c in ("airport", "forest") for r in [r for r in rows if r["class"] == c and r["split"] == "train"][:3]]
+    for r in keep:
+        (root / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(AID / r["file"], root / r["file"])
+    (root / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in keep) + "\n")
+    return root
+
+
+def test_old_photo_is_grey_low_contrast_and_deterministic():
+    rng = np.random.default_rng(0)
+    colour = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    a, b = np.asarray(old_photo(colour)), np.asarray(old_photo(colour))
+    assert np.array_equal(a, b) and a.shape == (32, 32, 3)
+    assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2])  # no colour left
+    assert a.std() < 0.6 * np.asarray(colour.convert("L")).std()
+
+
+def test_pretrain_writes_a_loadable_checkpoint_and_resumes_to_the_same_weights(handful, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU kernels reduce in a thread-dependent order; one thread is bit-exact
+    try:
+        straight = pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**QUICK))
+        states = sorted(tmp_path.glob("a.pretrain-*.pt"))
+        assert [p.name for p in states] == ["a.pretrain-000004-000002.pt", "a.pretrain-000004-000004.pt"]
+        shutil.copy(states[0], tmp_path / "b.pretrain-000004-000002.pt")
+        resumed = pretrain(handful, tmp_path / "b.safetensors", PretrainConfig(**QUICK),
+                           resume=tmp_path / "b.pretrain-000004-000002.pt")
+    finally:
+        torch.set_num_threads(threads)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert a.keys() == b.keys() and all(t.dtype == torch.float16 for t in a.values() if t.is_floating_point())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sd = load_sd15(straight)
+    assert sd.configs["unet"]["block_out_channels"] == [16, 32, 64, 64] and sd.vae_scale > 0
+    with open(straight, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    facts = json.loads(header["__metadata__"][PRETRAIN_METADATA_KEY])
+    assert facts["images"] == 6 and facts["unet_steps"] == 6 and facts["look"]["contrast"] < 1
+    with pytest.raises(InputError, match="other settings"):
+        pretrain(handful, tmp_path / "c.safetensors", PretrainConfig(**{**QUICK, "learning_rate": 1e-3}), resume=states[0])
+
+
+def test_pretrain_cli_and_its_input_checks(handful, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    quick = ["--model", "tiny", "--vae-steps", "1", "--steps", "1", "--batch", "2", "--vae-batch", "2",
+             "--resolution", "64", "--vae-crop", "32", "--save-every", "0"]
+    assert main(["pretrain", str(handful), "--out", str(out), *quick]) == 0 and out.is_file()
+    assert main(["pretrain", str(handful), "--out", str(out), *quick]) == 2  # exists, no --overwrite
+    assert "--out" in capsys.readouterr().err
+    assert main(["pretrain", str(tmp_path / "nothing"), "--out", str(tmp_path / "n.safetensors"), *quick]) == 2
+    assert "dataset:" in capsys.readouterr().err
+    assert main(["pretrain", str(handful), "--out", str(tmp_path / "r.safetensors"), *quick[:-8], "--resolution", "96"]) == 2
+    assert "--resolution: 96" in capsys.readouterr().err
+    assert main(["pretrain", str(handful), "--out", str(tmp_path / "l.safetensors"), *quick, "--lr", "3"]) == 2
+    assert "--lr: 3" in capsys.readouterr().err
+    with pytest.raises(InputError, match="out: m.ckpt"):
+        pretrain(handful, tmp_path / "m.ckpt", PretrainConfig(**QUICK))

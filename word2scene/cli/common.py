@@ -1,0 +1,126 @@
+"""What several commands share: model and concept options, progress bars, output names."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..concepts.file import load_concept
+from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, native_resolution
+from ..prompts.knowledge import load_knowledge
+from ..errors import InputError
+
+
+def positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+DEFAULT_MODEL = "mini"
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--checkpoint", help="SD1.x checkpoint: .safetensors/.ckpt single file or a diffusers folder")
+    g.add_argument("--model", default=DEFAULT_MODEL, choices=BUILT_IN_MODELS,
+                   help=f"built-in model when no checkpoint is given: mini (Word2Scene-mini, trained here on AID; "
+                        f"scenes use its shipped concept unless --concept is given) or tiny (random, for tests) "
+                        f"(default: {DEFAULT_MODEL})")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument("--half", action="store_true", help="run the model in float16 (GPU)")
+
+
+def add_size_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="image width in pixels (default: the model's own: 512 for SD1.x, 128 for mini, 64 for tiny)")
+    p.add_argument("--height", type=positive_int, default=None, help="image height in pixels (default: as --width)")
+
+
+def image_size(args) -> dict[str, int]:
+    """{'width', 'height'} from --width/--height, else the model's native resolution."""
+    native = native_resolution(args.checkpoint, args.model)
+    return {"width": args.width or native, "height": args.height or args.width or native}
+
+
+def add_concept_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concept", action="append", default=[], metavar="FILE",
+                   help="concept (LoRA) .safetensors; repeat to stack concepts")
+    p.add_argument("--strength", action="append", type=float, default=[], metavar="S",
+                   help="model strength per --concept (default: the file's recommended strength)")
+    p.add_argument("--strength-clip", action="append", type=float, default=[], metavar="S",
+                   help="text-encoder strength per --concept (default: same as --strength)")
+
+
+def load_concepts(args) -> list:
+    """(concept, strength_model, strength_clip) per --concept. On the built-in mini model
+    without --concept, its shipped Word2Scene concept at --strength (default 1)."""
+    applied = []
+    paths = args.concept
+    if not paths and not args.checkpoint and args.model == "mini":
+        paths = [MINI_CONCEPT]
+    for n, path in enumerate(paths):
+        concept = load_concept(path, "--concept")
+        strength = args.strength[n] if n < len(args.strength) else concept.info.recommended_strength
+        strength_clip = args.strength_clip[n] if n < len(args.strength_clip) else strength
+        applied.append((concept, strength, strength_clip))
+    if len(args.strength) > len(paths):
+        raise InputError("--strength", "given more often than --concept; give one per concept")
+    return applied
+
+
+def default_out(word: str, seed: int) -> Path:
+    stem = "".join(c if c.isalnum() else "_" for c in word.strip().lower()).strip("_") or "scene"
+    folder = Path("outputs")
+    n = 1
+    while (folder / f"{stem}_{seed}_{n:05d}.png").exists():
+        n += 1
+    return folder / f"{stem}_{seed}_{n:05d}.png"
+
+
+def sampling_progress(total: int):
+    def on_step(step: int, _total: int, *_latents) -> None:
+        if sys.stderr.isatty() or step == total:
+            print(f"\rsampling {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+    return on_step
+
+
+def safe_stem(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split()) or "word"
+
+
+def knowledge():
+    kb = load_knowledge()
+    for problem in kb.problems:
+        print(f"word2scene: warning: skipped a user knowledge file: {problem}", file=sys.stderr)
+    return kb
+
+
+class TrainBar:
+    """tqdm bar with step, loss and ETA."""
+    def __init__(self):
+        self.bar, self.phase = None, None
+
+    def update(self, p) -> None:
+        from tqdm import tqdm
+
+        phase = getattr(p, "phase", None)  # pretraining has two phases, each with its own bar
+        if self.bar is not None and phase != self.phase:
+            self.close()
+        if self.bar is None:
+            self.bar, self.phase = tqdm(total=p.total, initial=p.step - 1, unit="step", dynamic_ncols=True, desc=phase), phase
+        self.bar.update(p.step - self.bar.n)
+        if hasattr(p, "lr"):
+            self.bar.set_postfix(loss=f"{p.loss:.4f}", lr=f"{p.lr:.2e}", img_s=f"{p.images_per_second:.2f}")
+        else:
+            self.bar.set_postfix(loss=f"{p.loss:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def split_arg(value: str) -> str | None:
+    return None if value == "all" else value

@@ -1,0 +1,96 @@
+"""Commands that train: train (a concept LoRA), pretrain (the Word2Scene-mini base model)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..models.sd15 import load_sd15
+from ..training.base_model import pretrain, PretrainConfig
+from ..training.lora import loss_curve, train, TrainConfig, TrainingError
+from ..errors import InputError
+from ..imagery import save_png
+from ..settings import add_arguments, flags, from_arguments
+from .common import TrainBar, add_model_args, knowledge
+
+
+def add_commands(sub) -> None:
+    """Register this group's commands on the top-level subparsers."""
+    t = sub.add_parser("train", help="train a concept LoRA on a folder of RS images",
+                       description="Train a concept LoRA. Several GPUs or machines: "
+                       "accelerate launch -m word2scene train DATASET ... (same options).")
+    t.add_argument("dataset", help="captions.jsonl folder, kohya '10_name' folders, class folders, or a flat folder")
+    add_model_args(t)
+    t.add_argument("--out", required=True, help="concept .safetensors to write (never overwritten without --overwrite)")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--resume", help="a state file written by --save-every")
+    t.add_argument("--deterministic", action="store_true",
+                   help="bit-reproducible runs: deterministic kernels and one CPU thread (slower)")
+    add_arguments(t, TrainConfig)
+    t.set_defaults(handler=cmd_train)
+
+    pt = sub.add_parser("pretrain", help="train the Word2Scene-mini base model from scratch on a scene dataset",
+                        description="Fit the VAE, then train the UNet on every class in the shifted 'old aerial "
+                        "photograph' look (the base model the concept LoRA then corrects).")
+    pt.add_argument("dataset", help="captions.jsonl folder, kohya '10_name' folders or class folders (every class is used)")
+    pt.add_argument("--out", required=True, help="checkpoint .safetensors to write (fp16 single file)")
+    pt.add_argument("--overwrite", action="store_true")
+    pt.add_argument("--resume", help="a state file written by --save-every")
+    add_arguments(pt, PretrainConfig)
+    pt.set_defaults(handler=cmd_pretrain)
+
+
+def cmd_train(args) -> int:
+    cfg = from_arguments(TrainConfig, args).check(flags(TrainConfig))
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    import torch
+
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+        if args.device == "cpu":
+            torch.set_num_threads(1)
+    # frozen weights straight in half precision for mixed-precision training (one copy in memory)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision, torch.float32)
+    sd = load_sd15(args.checkpoint, args.model, half)
+    bar = TrainBar()
+    previews = out.with_name(out.stem + ".previews")
+
+    def on_preview(step, images):
+        for n, image in enumerate(images):
+            save_png(image, previews / f"step_{step:06d}_{n}.png", overwrite=True)
+
+    try:
+        result = train(sd, args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
+                       device=args.device, on_progress=bar.update, on_preview=on_preview,
+                       release_unused=True)
+    except TrainingError as exc:
+        print(f"word2scene: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+    save_png(loss_curve(result.losses), out.with_name(out.stem + ".loss.png"), overwrite=True)
+    skipped = result.summary["skipped_images"]
+    print(f"wrote {out}: {result.summary['steps']} steps on {result.summary['images']} images, final loss "
+          f"{result.summary['final_loss']:.4f}" + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    cfg = from_arguments(PretrainConfig, args).check(flags(PretrainConfig))
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    bar = TrainBar()
+    try:
+        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
+                 on_progress=bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"word2scene: stopped; resume with --resume on the newest {out.stem}.pretrain-*.pt beside {out}",
+              file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    return 0

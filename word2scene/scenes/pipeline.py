@@ -1,0 +1,54 @@
+"""The one scene pipeline: word(s) -> expanded prompt -> sampling -> image with its parameters.
+
+The CLI's generate and grid, the protocol and training previews all make their scenes
+here, so a prompt, a seed and a model give the same image whichever of them asks.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from ..concepts.file import DEFAULT_TRIGGER_WORDS
+from ..imagery import save_png
+from ..prompts.expander import Expansion, expand
+from ..prompts.knowledge import KnowledgeBase
+from .sampling import SamplingSettings, generate
+
+
+@dataclass
+class Scene:
+    """One generated scene and everything that made it."""
+    image: Image.Image
+    word: str
+    prompt: str
+    settings: SamplingSettings  # the negative prompt included
+    parameters: dict  # what its PNG records (prompt, sampling, model, style, ...)
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        return save_png(self.image, path, self.parameters, overwrite=overwrite)
+
+
+def scene_prompt(sd, words: str, *, style: str = "word2scene", detail: int = 1, seed: int = 0,
+                 trigger_words: list[str] | None = None, kb: KnowledgeBase | None = None) -> Expansion:
+    """The expanded prompt of `words`, counted with the model's own tokenizer."""
+    triggers = list(trigger_words) if trigger_words is not None else list(DEFAULT_TRIGGER_WORDS)
+    return expand(words, style, detail, seed, triggers, kb, sd.tokenizer)
+
+
+def make_scene(sd, words: str, settings: SamplingSettings, *, style: str = "word2scene", detail: int = 1,
+               trigger_words: list[str] | None = None, kb: KnowledgeBase | None = None, negative: str | None = None,
+               on_step: Callable | None = None, parameters: dict | None = None) -> Scene:
+    """One scene for `words`: expanded, sampled with `settings` (its seed also picks the
+    expander's details), decoded. `negative` replaces the expander's negative prompt;
+    `parameters` adds entries to what the PNG records."""
+    expansion = scene_prompt(sd, words, style=style, detail=detail, seed=settings.seed, trigger_words=trigger_words,
+                             kb=kb)
+    settings = replace(settings, negative=expansion.negative if negative is None else negative).check()
+    image = generate(sd, expansion.positive, settings, on_step=on_step)
+    recorded = {"prompt": expansion.positive, **settings.as_dict(), "sampler": "DDIM", "model": sd.source,
+                "style": style, **(parameters or {})}
+    return Scene(image, words, expansion.positive, settings, recorded)
