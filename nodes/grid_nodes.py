@@ -4,6 +4,8 @@ from __future__ import annotations
 from ..word2scene.concepts.file import load_concept
 from ..word2scene.scenes.strength_study import parse_strengths, row_label
 from ..word2scene.scenes.render import labelled_grid
+from ..word2scene.scenes.sampling import SamplingSettings
+from ..word2scene.settings import node_input
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 
@@ -25,13 +27,13 @@ class StrengthGrid:
             "strengths": ("STRING", {"default": "0, 0.25, 0.5, 0.75, 1", "tooltip": "One column per strength."}),
             "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church"}),
             "negative": ("STRING", {"multiline": True, "default": ""}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
-            "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
-            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1}),
+            "seed": node_input(SamplingSettings, "seed", control_after_generate=True),
+            "steps": node_input(SamplingSettings, "steps"),
+            "cfg": node_input(SamplingSettings, "cfg", step=0.1, round=0.01),
             "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim"}),
             "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform"}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8}),
+            "width": node_input(SamplingSettings, "width", min=64, step=8),
+            "height": node_input(SamplingSettings, "height", min=64, step=8),
         }}
 
     def grid(self, model, clip, vae, concepts, strengths, prompt, negative, seed, steps, cfg, sampler_name, scheduler,

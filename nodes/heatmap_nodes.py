@@ -7,6 +7,8 @@ from ..word2scene.errors import InputError
 from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, parse_timesteps
 from ..word2scene.models.sd15 import load_tokenizer
 from ..word2scene.prompts.tokens import PromptLayout
+from ..word2scene.scenes.sampling import SamplingSettings
+from ..word2scene.settings import node_input
 from . import comfy_bridge
 from .concept_nodes import CATEGORY
 
@@ -35,9 +37,9 @@ class KSamplerHeatmaps:
         return {
             "required": {
                 "model": ("MODEL",),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
-                "steps": ("INT", {"default": 30, "min": 1, "max": 10000}),
-                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+                "seed": node_input(SamplingSettings, "seed", control_after_generate=True),
+                "steps": node_input(SamplingSettings, "steps"),
+                "cfg": node_input(SamplingSettings, "cfg", step=0.1, round=0.01),
                 "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim"}),
                 "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform"}),
                 "positive": ("CONDITIONING",),
@@ -75,7 +77,7 @@ class ExplainImage:
             "image": ("IMAGE",), "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
             "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church, blue roof"}),
             "timesteps": ("STRING", {"default": "100, 300, 500", "tooltip": "DDPM timesteps 0-999, comma-separated."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+            "seed": node_input(SamplingSettings, "seed", control_after_generate=True),
         }}
 
     def explain(self, image, model, clip, vae, prompt, timesteps, seed):

@@ -381,3 +381,15 @@ def test_concept_records_base_checkpoint_sha256_name_and_whole_config(one_class,
     train(build_tiny(), one_class, tmp_path / "d.safetensors", cfg, kb=kb)
     info = read_concept(tmp_path / "d.safetensors").info
     assert (info.base_model_name, info.base_model_hash) == ("tiny:0", "")
+
+
+def test_save_every_epoch_writes_a_concept_per_epoch(one_class, tmp_path, kb):
+    cfg = TrainConfig(epochs=3, batch_size=4, save_every_epoch=True, **FAST)  # 8 images: 2 steps an epoch
+    result = train(build_tiny(), one_class, tmp_path / "e.safetensors", cfg, kb=kb)
+    files = sorted(tmp_path.glob("e-epoch*.safetensors"))
+    assert [f.name for f in files] == ["e-epoch01.safetensors", "e-epoch02.safetensors", "e-epoch03.safetensors"]
+    epochs = [read_concept(f) for f in files]
+    assert [c.info.training.epochs for c in epochs] == [1, 2, 3] and [c.info.training.steps for c in epochs] == [2, 4, 6]
+    last, final = epochs[-1], result.concept
+    assert all(torch.equal(last.lora[n].up, final.lora[n].up) for n in final.lora)  # the last epoch is the result
+    assert not all(torch.equal(epochs[0].lora[n].up, final.lora[n].up) for n in final.lora)

@@ -11,29 +11,33 @@ from PIL import Image
 from ..models.sd15 import SD15
 from ..prompts.tokens import BOS, chunk_tokens, EOS
 from ..errors import InputError
+from ..settings import check_ranges, option
+
+
+MAX_SIDE = 4096  # pixels: SD1.5 has no use for more, and a bound keeps a typo from running for hours
 
 
 @dataclass
 class SamplingSettings:
-    """The paper's defaults: DDIM, 30 steps, CFG 7, 512 x 512, empty negative prompt."""
-    steps: int = 30
-    cfg: float = 7.0
-    seed: int = 0
-    width: int = 512
-    height: int = 512
-    negative: str = ""
+    """The paper's defaults: DDIM, 30 steps, CFG 7, 512 x 512, empty negative prompt. The
+    ranges are stated here once; the nodes' sampling inputs are derived from them."""
 
-    def check(self) -> "SamplingSettings":
+    steps: int = option(30, min=1, max=10_000, help="sampling steps (the paper: DDIM, 30)")
+    cfg: float = option(7.0, min=0.0, max=100.0, help="classifier-free guidance scale (the paper: 7)")
+    seed: int = option(0, min=0, max=2**64 - 1, help="seed of the initial noise")
+    width: int = option(512, min=8, max=MAX_SIDE, help="image width in pixels, a multiple of 8")
+    height: int = option(512, min=8, max=MAX_SIDE, help="image height in pixels, a multiple of 8")
+    negative: str = option("", help="negative prompt (the paper: empty)")
+
+    def check(self, input_names: dict[str, str] | None = None) -> "SamplingSettings":
+        for name in ("steps", "seed", "width", "height"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise InputError((input_names or {}).get(name, name), f"{getattr(self, name)!r} is not an integer")
+        check_ranges(self, input_names)
         for name in ("width", "height"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 8 or value % 8:
-                raise InputError(name, f"{value} is not accepted; use a positive multiple of 8 (e.g. 512)")
-        if not isinstance(self.steps, int) or not 1 <= self.steps <= 1000:
-            raise InputError("steps", f"{self.steps} is not accepted; use 1 to 1000")
-        if not 0.0 <= float(self.cfg) <= 100.0:
-            raise InputError("cfg", f"{self.cfg} is not accepted; use 0 to 100")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
-            raise InputError("seed", f"{self.seed} is not accepted; use an integer 0 to 2^64-1")
+            if getattr(self, name) % 8:
+                raise InputError((input_names or {}).get(name, name),
+                                 f"{getattr(self, name)} is not accepted; use a positive multiple of 8 (e.g. 512)")
         return self
 
     def as_dict(self) -> dict:

@@ -65,7 +65,7 @@ class PretrainConfig:
 
     model: str = option("mini", choices=("mini", "tiny"), help="architecture: mini (the shipped model's widths) or "
                                                                 "tiny (the test model's, for quick runs)")
-    vae_steps: int = option(600, min=0, max=1_000_000, help="VAE fitting steps (random crops of both looks)")
+    vae_steps: int = option(1400, min=0, max=1_000_000, help="VAE fitting steps (random crops of both looks)")
     unet_steps: int = option(1500, flag="--steps", min=0, max=10_000_000, help="UNet steps")
     batch_size: int = option(32, flag="--batch", min=1, max=4096, help="UNet batch size")
     vae_batch_size: int = option(16, flag="--vae-batch", min=1, max=4096, help="VAE batch size (crops)")
@@ -73,8 +73,12 @@ class PretrainConfig:
     vae_learning_rate: float = option(1e-3, flag="--vae-lr", min=1e-7, max=0.1, help="VAE AdamW learning rate")
     warmup_steps: int = option(100, flag="--warmup", min=0, max=1_000_000, help="linear warm-up steps of each phase")
     resolution: int = option(128, min=64, max=4096, help="image side in pixels, a multiple of 64")
-    vae_crop: int = option(64, min=8, max=4096, help="VAE crop side in pixels (the VAE is convolutional: "
+    vae_crop: int = option(48, min=8, max=4096, help="VAE crop side in pixels (the VAE is convolutional: "
                                                      "fitting on crops is cheaper per image)")
+    vae_shifted_fraction: float = option(0.2, min=0.0, max=1.0, help="fraction of VAE crops in the shifted look "
+                                                                      "(the rest true colour)")
+    chroma_weight: float = option(2.0, min=0.0, max=100.0, help="extra L1 weight on colour (each pixel minus its "
+                                                                "grey): AID's muted colours are otherwise lost first")
     kl_weight: float = option(1e-6, min=0.0, max=1.0, help="weight of the VAE's KL term")
     caption_dropout: float = option(0.1, min=0.0, max=0.99, help="fraction of empty captions (for guidance)")
     min_snr_gamma: float = option(5.0, min=0.0, max=100.0, help="min-SNR loss weighting gamma; 0 = off")
@@ -177,13 +181,13 @@ class _Run:
 
 
 def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
-    """One VAE step on random crops of both looks: L1 + MSE reconstruction + a small KL."""
+    """One VAE step on random crops of both looks: L1 + MSE reconstruction, L1 on colour, a small KL."""
     cfg, vae = run.cfg, run.sd.vae
     g = seeded_generator(cfg.seed, 1, step)
     n, size = len(pixels), pixels.shape[1]
     index = torch.randint(0, n, (cfg.vae_batch_size,), generator=g).tolist()
     corner = torch.randint(0, size - cfg.vae_crop + 1, (cfg.vae_batch_size, 2), generator=g).tolist()
-    shifted = (torch.rand(cfg.vae_batch_size, generator=g) < 0.5).tolist()
+    shifted = (torch.rand(cfg.vae_batch_size, generator=g) < cfg.vae_shifted_fraction).tolist()
     crops = []
     for i, (y, x), s in zip(index, corner, shifted):
         crop = pixels[i, y:y + cfg.vae_crop, x:x + cfg.vae_crop]
@@ -193,7 +197,8 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
     z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)
     recon = vae.decode(z).sample
     kl = dist.kl().mean() / z[0].numel()
-    loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.kl_weight * kl
+    chroma = F.l1_loss(recon - recon.mean(1, keepdim=True), x - x.mean(1, keepdim=True))
+    loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.chroma_weight * chroma + cfg.kl_weight * kl
     for group in run.vae_opt.param_groups:
         group["lr"] = _lr(step, cfg.vae_learning_rate, cfg.warmup_steps)
     run.vae_opt.zero_grad(set_to_none=True)

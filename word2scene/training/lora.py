@@ -84,6 +84,8 @@ class TrainConfig:
     save_every: int = option(0, min=0, max=1_000_000, help="write a resumable state every N steps beside the "
                                                              "output; 0 = only when stopped")
     keep_states: int = option(3, min=0, max=1000, help="resumable states kept (the newest); 0 = all")
+    save_every_epoch: bool = option(False, help="also write a concept file at the end of every epoch, "
+                                                "<out>-epoch<NN>.safetensors (for the epoch x strength study)")
     preview_every: int = option(0, min=0, max=1_000_000, help="preview images every N steps and at the end; 0 = none")
     preview_steps: int = option(20, min=1, max=200, help="sampling steps per preview image")
     preview_size: int = option(0, min=0, max=4096, help="preview image side in pixels; 0 = the training resolution")
@@ -354,6 +356,17 @@ def _concept_info(sd: SD15, cfg: TrainConfig, out: Path, data: _Data, total: int
                        training_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()})
 
 
+def epoch_concept_path(out: Path, epoch: int) -> Path:
+    return out.with_name(f"{out.stem}-epoch{epoch:02d}{out.suffix}")
+
+
+def save_epoch_concept(sd: SD15, cfg: TrainConfig, out: Path, data: _Data, done: int, epoch: int, per_step: int) -> Path:
+    """The adapters as they are at the end of `epoch`, as a concept file beside `out`."""
+    info = _concept_info(sd, cfg, out, data, done, per_step)
+    info.name, info.training.epochs = epoch_concept_path(out, epoch).stem, epoch
+    return save_concept(extract_concept(sd, cfg, info), epoch_concept_path(out, epoch), overwrite=True)
+
+
 def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, kb=None, resume: str | Path | None = None,
           overwrite: bool = False, device: str = "cpu",
           on_progress: Callable[[Progress], None] | None = None,
@@ -432,6 +445,9 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                 on_progress(Progress(done, total, step_loss, scheduler.get_last_lr()[0], elapsed,
                                      (total - done) / rate if rate else 0.0, rate * per_step * cfg.grad_accumulation))
             if accelerator.is_main_process:
+                finished = done * cfg.grad_accumulation // batches_per_epoch
+                if cfg.save_every_epoch and finished > (done - 1) * cfg.grad_accumulation // batches_per_epoch:
+                    save_epoch_concept(sd, cfg, out, data, done, finished, per_step)
                 if cfg.save_every and done % cfg.save_every == 0 and done < total:
                     last_state = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
                     _prune_states(out, cfg.keep_states)

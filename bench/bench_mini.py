@@ -1,0 +1,196 @@
+"""The paper's 11 + 19 experiment on Word2Scene-mini, with the project's metrics.
+
+For each of the 30 AID classes, N generated 128 px images (seeds 0..N-1, the paper's prompt
+form "gs, geographic scene, <word>", DDIM, CFG 7) in several rows, against that class's
+test split:
+- real test images (the classifier's ceiling, and the true look);
+- the base alone (concept strength 0): content from the base, look shifted;
+- base + concept at strength 1: the 11 trained concepts and the 19 zero-shot ones;
+- any extra concept given with --control (e.g. a LoRA trained on the shifted look itself).
+
+Metrics, each named with its network:
+- OA: a scene classifier trained here on the AID train split (`word2scene classifier train`;
+  its own test OA is printed first), applied to generated images: does the class show?
+- look: P(true colour) from a logistic regression on three image statistics (colourfulness,
+  luminance contrast, sharpness), fitted on AID train images against the same images in the
+  base model's shifted look (old_photo). Real test images score near 1, the shifted look near 0.
+- GSHPS, FID, KID with the same classifier's features (evaluation.scoring).
+Spread: every figure is also computed per seed block (the N seeds cut in halves), and the
+class-level OA is reported with the standard deviation over classes.
+
+Usage (about 15 minutes on 2 CPU cores with a cached classifier):
+    python bench/bench_mini.py --images 20 [--classifier FILE] [--control FILE] [--out bench/results/mini]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from word2scene.concepts.file import load_concept  # noqa: E402
+from word2scene.concepts.patching import apply_concepts  # noqa: E402
+from word2scene.evaluation.classifier import ClassifierConfig, accuracy, save_classifier, train_classifier  # noqa: E402
+from word2scene.evaluation.extractors import load_extractor  # noqa: E402
+from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
+from word2scene.evaluation.scoring import EvaluationSettings, evaluate  # noqa: E402
+from word2scene.models.sd15 import MINI_CONCEPT, load_sd15  # noqa: E402
+from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
+from word2scene.scenes.pipeline import make_scene  # noqa: E402
+from word2scene.scenes.sampling import SamplingSettings  # noqa: E402
+from word2scene.training.base_model import old_photo  # noqa: E402
+
+AID = ROOT.parent / "shared" / "data" / "aid"
+
+
+# --- the look ------------------------------------------------------------------------------
+def look_features(image: Image.Image) -> np.ndarray:
+    """(colourfulness, luminance std, sharpness): Hasler-Suesstrunk colourfulness, contrast,
+    and the mean absolute Laplacian of the luminance (blur lowers it)."""
+    a = np.asarray(image.convert("RGB"), dtype=np.float64)
+    rg, yb = a[..., 0] - a[..., 1], 0.5 * (a[..., 0] + a[..., 1]) - a[..., 2]
+    colourful = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    lap = np.asarray(image.convert("L").filter(ImageFilter.FIND_EDGES), dtype=np.float64)
+    return np.array([colourful, grey.std(), lap[1:-1, 1:-1].mean()])
+
+
+class LookScore:
+    """P(true colour) from a logistic regression on look_features, fitted by Newton steps."""
+
+    def __init__(self, true_colour: list[Image.Image]):
+        x = np.stack([look_features(im) for im in true_colour] + [look_features(old_photo(im)) for im in true_colour])
+        y = np.r_[np.ones(len(true_colour)), np.zeros(len(true_colour))]
+        self.mean, self.std = x.mean(0), x.std(0) + 1e-9
+        z = np.c_[(x - self.mean) / self.std, np.ones(len(x))]
+        w = np.zeros(z.shape[1])
+        for _ in range(25):
+            p = 1 / (1 + np.exp(-z @ w))
+            hessian = z.T @ (z * (p * (1 - p))[:, None]) + 1e-3 * np.eye(len(w))
+            w -= np.linalg.solve(hessian, z.T @ (p - y) + 1e-3 * w)
+        self.w = w
+
+    def __call__(self, images: list[Image.Image]) -> np.ndarray:
+        x = np.stack([look_features(im) for im in images])
+        z = np.c_[(x - self.mean) / self.std, np.ones(len(x))]
+        return 1 / (1 + np.exp(-z @ self.w))
+
+
+# --- generation ----------------------------------------------------------------------------
+def generate_row(sd, kb, classes: list[str], images: int, out: Path, concept, strength: float, steps: int) -> None:
+    """images per class at 128 px, seed k for image k; skips files already written."""
+    apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
+    try:
+        for cid in classes:
+            for seed in range(images):
+                path = out / cid / f"{seed:04d}.png"
+                if path.is_file():
+                    continue
+                scene = make_scene(sd, kb[cid].name, SamplingSettings(steps=steps, cfg=7.0, seed=seed, width=128, height=128),
+                                   kb=kb, parameters={"strength": strength, "concept": str(getattr(concept, "path", ""))})
+                scene.save(path, overwrite=True)
+    finally:
+        apply_concepts(sd, [])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=20, help="images per class and row (seeds 0..N-1)")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--classifier", help="a scene classifier .safetensors (default: train one, cached in --out)")
+    ap.add_argument("--classifier-epochs", type=int, default=8)
+    ap.add_argument("--control", action="append", default=[], metavar="FILE", help="extra concept rows (controls)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mini"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    kb = load_knowledge(extra_dirs=[])
+    classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
+    trained = set(kb.by_paper("trained")) & set(classes)
+    t0 = time.perf_counter()
+
+    clf_path = Path(args.classifier) if args.classifier else out / "aid_scene_cnn.safetensors"
+    if not clf_path.is_file():
+        config = ClassifierConfig(epochs=args.classifier_epochs, input_size=112)
+        save_classifier(train_classifier(image_set(AID, "data", split="train"), config,
+                                         on_epoch=lambda e, n, loss: print(f"classifier epoch {e + 1}/{n} loss {loss:.3f}")),
+                        clf_path, overwrite=True)
+    classifier = load_extractor(str(clf_path))
+    test = image_set(AID, "reference", split="test")
+    test_images = read_images(test, "reference")
+    ceiling = accuracy(classifier, test, images=test_images)
+    network = f"{classifier.name} ({clf_path.name}, {classifier.input_size} px)"
+    print(f"scene classifier {network}: AID test OA {ceiling.overall:.1%} on {ceiling.images} images "
+          f"({time.perf_counter() - t0:.0f} s)")
+
+    rng = np.random.default_rng(0)
+    train_items = image_set(AID, "data", split="train")
+    fit = [train_items[i] for i in rng.choice(len(train_items), 600, replace=False)]
+    look = LookScore(read_images(fit, "data"))
+
+    sd = load_sd15(model="mini")
+    concept = load_concept(MINI_CONCEPT)
+    rows = {"base (strength 0)": (None, 0.0), "base + concept (strength 1)": (concept, 1.0)}
+    for path in args.control:
+        rows[f"control: {Path(path).stem} (strength 1)"] = (load_concept(path), 1.0)
+    results = {"classifier": network, "classifier_test_oa": ceiling.overall, "images_per_class": args.images, "rows": {}}
+    table = [("real test images", test, test_images)]
+    for name, (c, strength) in rows.items():
+        folder = out / "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+        g0 = time.perf_counter()
+        generate_row(sd, kb, classes, args.images, folder, c, strength, args.steps)
+        items = image_set(folder, "generated")
+        print(f"{name}: {len(items)} images ({time.perf_counter() - g0:.0f} s)")
+        table.append((name, items, read_images(items, "generated")))
+
+    lines = ["| row | OA all 30 | OA trained 11 | OA zero-shot 19 | OA by seed half | look all | look trained | "
+             "look zero-shot | FID | KID x1e3 | GSHPS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, items, images in table:
+        acc = accuracy(classifier, items, images=images)
+        per_class = acc.per_class
+        split_oa = {k: np.mean([per_class[c] for c in per_class if (c in trained) == (k == "trained")])
+                    for k in ("trained", "zero-shot")}
+        sd_class = {k: np.std([per_class[c] for c in per_class if (c in trained) == (k == "trained")])
+                    for k in ("trained", "zero-shot")}
+        halves = []
+        if name != "real test images":
+            seeds = np.array([int(Path(i.path).stem) for i in items])
+            for half in (seeds < args.images // 2, seeds >= args.images // 2):
+                sub = [it for it, h in zip(items, half) if h]
+                halves.append(accuracy(classifier, sub, images=[im for im, h in zip(images, half) if h]).overall)
+        scores = look(images)
+        is_trained = np.array([i.label in trained for i in items])
+        report = evaluate(items, test, EvaluationSettings(features=str(clf_path), kid_subset_size=min(100, len(items))),
+                          generated_images=images, groups={"trained": sorted(trained)}) \
+            if name != "real test images" else None
+        fid = report.value("FID") if report else 0.0
+        kid = report.value("KID") * 1e3 if report else 0.0
+        gshps = report.value("GSHPS") if report else 1.0
+        results["rows"][name] = {"oa": acc.overall, "oa_trained": split_oa["trained"], "oa_zero_shot": split_oa["zero-shot"],
+                                 "oa_class_std": sd_class, "oa_seed_halves": halves, "per_class": per_class,
+                                 "look": float(scores.mean()), "look_trained": float(scores[is_trained].mean()),
+                                 "look_zero_shot": float(scores[~is_trained].mean()), "fid": fid, "kid_x1e3": kid,
+                                 "gshps": gshps}
+        halves_text = " / ".join(f"{h:.1%}" for h in halves) or "-"
+        lines.append(f"| {name} | {acc.overall:.1%} | {split_oa['trained']:.1%} (sd {sd_class['trained']:.1%}) | "
+                     f"{split_oa['zero-shot']:.1%} (sd {sd_class['zero-shot']:.1%}) | {halves_text} | "
+                     f"{scores.mean():.2f} | {scores[is_trained].mean():.2f} | {scores[~is_trained].mean():.2f} | "
+                     f"{fid:.1f} | {kid:.1f} | {gshps:.3f} |")
+    text = (f"Word2Scene-mini, {args.images} images per class and row at 128 px, DDIM {args.steps} steps, CFG 7; "
+            f"classifier {network}, AID test OA {ceiling.overall:.1%}; chance 3.3 %.\n\n" + "\n".join(lines))
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

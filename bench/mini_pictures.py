@@ -1,0 +1,101 @@
+"""The README's pictures of Word2Scene-mini, made with the project's own library:
+
+- docs/images/mini_classes.png: per AID class, a real test image, the base alone (strength 0)
+  and base + the shipped concept (strength 1), same prompt "gs, geographic scene, <word>" and seed;
+- docs/images/mini_epoch_strength.png: the paper's epoch x strength study (rows: the concept
+  after each epoch; columns: strength 0 to 1 in 0.1 steps), one prompt and seed;
+- docs/images/mini_heatmaps.png: cross-attention heat maps of "gs", "geographic scene" and the
+  class word, on a generated scene and on a real image (explained at timesteps 100, 300, 500).
+
+Usage: python bench/mini_pictures.py [--epochs DIR_WITH_<stem>-epochNN.safetensors] [--seed 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from word2scene.concepts.file import load_concept  # noqa: E402
+from word2scene.concepts.patching import apply_concepts  # noqa: E402
+from word2scene.imagery import fit_square, read_image, save_png  # noqa: E402
+from word2scene.models.sd15 import MINI_CONCEPT, load_sd15  # noqa: E402
+from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
+from word2scene.scenes.heatmaps import explain_image, generate_with_heatmaps  # noqa: E402
+from word2scene.scenes.pipeline import make_scene  # noqa: E402
+from word2scene.scenes.render import labelled_grid  # noqa: E402
+from word2scene.scenes.sampling import SamplingSettings  # noqa: E402
+from word2scene.scenes.strength_study import strength_grid  # noqa: E402
+
+AID = ROOT.parent / "shared" / "data" / "aid"
+OUT = ROOT / "docs" / "images"
+
+
+def first_test_image(cls: str) -> Image.Image:
+    rows = [json.loads(line) for line in (AID / "captions.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["class"] == cls and r["split"] == "test")
+    return fit_square(read_image(AID / row["file"]), 128)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", help="folder with the concept's per-epoch files (train --save-every-epoch)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=30)
+    args = ap.parse_args()
+    kb = load_knowledge(extra_dirs=[])
+    sd = load_sd15(model="mini")
+    concept = load_concept(MINI_CONCEPT)
+    settings = SamplingSettings(steps=args.steps, cfg=7.0, seed=args.seed, width=128, height=128)
+    classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
+    trained = set(kb.by_paper("trained"))
+
+    cells, labels = [], []
+    for cls in classes:
+        row = [first_test_image(cls)]
+        for strength in (0.0, 1.0):
+            apply_concepts(sd, [(concept, strength, strength)] if strength else [])
+            row.append(make_scene(sd, kb[cls].name, settings, kb=kb).image)
+        apply_concepts(sd, [])
+        cells.append(row)
+        labels.append(f"{kb[cls].name}{' *' if cls in trained else ''}")
+    half = (len(cells) + 1) // 2
+    columns = ["real (test)", "base, strength 0", "+ concept, strength 1"]
+    left = labelled_grid(cells[:half], labels[:half], columns, "")
+    right = labelled_grid(cells[half:], labels[half:], columns, "")
+    both = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width, 0))
+    save_png(both, OUT / "mini_classes.png", overwrite=True)
+
+    if args.epochs:
+        files = sorted(Path(args.epochs).glob(f"{MINI_CONCEPT.stem}-epoch*.safetensors"))
+        epochs = [load_concept(f) for f in files]
+        image, _ = strength_grid(sd, "gs, geographic scene, dense residential", epochs,
+                                 [round(0.1 * i, 1) for i in range(11)], settings)
+        save_png(image, OUT / "mini_epoch_strength.png", overwrite=True)
+
+    apply_concepts(sd, [(concept, 1.0, 1.0)])
+    panels = []
+    for cls in ("church", "airport"):
+        prompt = f"gs, geographic scene, {kb[cls].name}"
+        words = ["gs", "geographic scene", kb[cls].name]
+        image, heat, _ = generate_with_heatmaps(sd, prompt, settings, 0, words)
+        panels.append([image] + heat.words(words).overlays([image]))
+        real = first_test_image(cls)
+        _, explained = explain_image(sd, real, prompt, [100, 300, 500], args.seed)
+        panels.append([real] + explained.words(words).overlays([real]))
+    apply_concepts(sd, [])
+    save_png(labelled_grid(panels, ["church, generated", "church, real", "airport, generated", "airport, real"],
+                           ["image", "gs", "geographic scene", "class word"], ""), OUT / "mini_heatmaps.png", overwrite=True)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
