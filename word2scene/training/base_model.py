@@ -35,12 +35,14 @@ from ..models.sd15 import SD15, build_random, mini_configs, save_single_file, ti
 from ..scenes.sampling import encode_prompt, join_contexts
 from ..settings import SPLIT, check_ranges, option
 from .draws import seeded_generator
+from .states import check_resumable, prune_states, read_state
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
 # "geographic scene"): the base must not know them, as SD1.5 did not.
 LOOK_TEMPLATES = ("an old aerial photograph of {}", "{}, old aerial photograph", "a grayscale aerial photo of {}",
                   "a blurry archival photo showing {}", "{}")
 PRETRAIN_METADATA_KEY = "word2scene.pretrain"
+STATE_FORMAT = "word2scene-pretrain-state"
 LOOK_CONTRAST = 0.55
 LOOK_BLUR_RADIUS = 1.2  # pixels at 128 px
 
@@ -66,7 +68,7 @@ class PretrainConfig:
     model: str = option("mini", choices=("mini", "tiny"), help="architecture: mini (the shipped model's widths) or "
                                                                 "tiny (the test model's, for quick runs)")
     vae_steps: int = option(1400, min=0, max=1_000_000, help="VAE fitting steps (random crops of both looks)")
-    unet_steps: int = option(1500, flag="--steps", min=0, max=10_000_000, help="UNet steps")
+    unet_steps: int = option(1300, flag="--steps", min=0, max=10_000_000, help="UNet steps")
     batch_size: int = option(32, flag="--batch", min=1, max=4096, help="UNet batch size")
     vae_batch_size: int = option(16, flag="--vae-batch", min=1, max=4096, help="VAE batch size (crops)")
     learning_rate: float = option(5e-4, flag="--lr", min=1e-7, max=0.1, help="UNet AdamW learning rate")
@@ -77,7 +79,7 @@ class PretrainConfig:
                                                      "fitting on crops is cheaper per image)")
     vae_shifted_fraction: float = option(0.2, min=0.0, max=1.0, help="fraction of VAE crops in the shifted look "
                                                                       "(the rest true colour)")
-    chroma_weight: float = option(2.0, min=0.0, max=100.0, help="extra L1 weight on colour (each pixel minus its "
+    chroma_weight: float = option(10.0, min=0.0, max=100.0, help="extra L1 weight on colour (each pixel minus its "
                                                                 "grey): AID's muted colours are otherwise lost first")
     kl_weight: float = option(1e-6, min=0.0, max=1.0, help="weight of the VAE's KL term")
     caption_dropout: float = option(0.1, min=0.0, max=0.99, help="fraction of empty captions (for guidance)")
@@ -139,7 +141,7 @@ class _Run:
         return self.out.with_name(f"{self.out.stem}.pretrain-{self.vae_step:06d}-{self.unet_step:06d}.pt")
 
     def save_state(self) -> Path:
-        state = {"format": "word2scene-pretrain-state", "version": 1, "config": self.cfg.identity(),
+        state = {"format": STATE_FORMAT, "version": 1, "config": self.cfg.identity(),
                  "dataset_hash": self.data_hash, "vae_step": self.vae_step, "unet_step": self.unet_step,
                  "losses": self.losses, "latent_scale": self.latent_scale,
                  "vae": self.sd.vae.state_dict(), "unet": self.sd.unet.state_dict(),
@@ -149,26 +151,12 @@ class _Run:
         with atomic_path(path, overwrite=True) as tmp:
             torch.save(state, tmp)
         self.last_state = path
-        old = sorted(self.out.parent.glob(f"{self.out.stem}.pretrain-*.pt"))
-        for stale in old[:-self.cfg.keep_states] if self.cfg.keep_states > 0 else []:
-            if stale != path:
-                stale.unlink(missing_ok=True)
+        prune_states(sorted(self.out.parent.glob(f"{self.out.stem}.pretrain-*.pt")), self.cfg.keep_states)
         return path
 
     def load_state(self, path: Path) -> None:
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError("resume", f"{path} is not a readable pretraining state ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != "word2scene-pretrain-state":
-            raise InputError("resume", f"{path} is not a word2scene pretraining state")
-        # a state written before an option existed was made with that option's default
-        saved = {**PretrainConfig().identity(), **state["config"]}
-        if saved != self.cfg.identity():
-            diff = {k: (saved.get(k), v) for k, v in self.cfg.identity().items() if saved.get(k) != v}
-            raise InputError("resume", f"{path} was written with other settings: {diff}")
-        if state["dataset_hash"] != self.data_hash:
-            raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
+        state = read_state(path, STATE_FORMAT)
+        check_resumable(state, path, self.cfg.identity(), self.data_hash, defaults=PretrainConfig().identity())
         self.sd.vae.load_state_dict(state["vae"])
         self.sd.unet.load_state_dict(state["unet"])
         if self.ema is not None:

@@ -21,6 +21,7 @@ from ..scenes.sampling import encode_prompt, join_contexts, SamplingSettings
 from ..concepts import keys as lora_keys
 from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_caption
 from ..errors import InputError
+from .states import check_resumable, prune_states, read_state
 from .draws import StepDraws, epoch_order, seeded_generator, step_draws
 from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
 from ..files import atomic_path, safe_relative_name
@@ -30,6 +31,7 @@ UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
                 "kohya": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 AUGMENTS = {"none": 1, "flip": 2, "dihedral": 8}
+STATE_FORMAT = "word2scene-train-state"
 
 
 class TrainingError(RuntimeError):
@@ -224,29 +226,13 @@ def save_state(path: Path, sd: SD15, optimizer, scheduler, step: int, cfg: Train
                data_hash: str) -> Path:
     """A resumable checkpoint: LoRA, optimizer and scheduler state, step, config, losses.
     Written atomically; read back with torch.load(weights_only=True)."""
-    state = {"format": "word2scene-train-state", "version": 1, "step": step, "config": cfg.identity(),
+    state = {"format": STATE_FORMAT, "version": 1, "step": step, "config": cfg.identity(),
              "dataset_hash": data_hash, "losses": list(losses),
              "lora": {n: p.detach().cpu().clone() for n, p in lora_parameters(sd)},
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     with atomic_path(path, overwrite=True) as tmp:
         torch.save(state, tmp)
     return path
-
-
-def load_state(path: Path) -> dict:
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError("resume", f"{path} is not a readable training state ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != "word2scene-train-state":
-        raise InputError("resume", f"{path} is not a word2scene training state")
-    return state
-
-
-def _prune_states(out: Path, keep: int) -> None:
-    states = list_states(out)
-    for old in states[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
 
 
 @dataclass
@@ -305,12 +291,8 @@ def _prepare_model(sd: SD15, cfg: TrainConfig, release_unused: bool) -> list[tor
 
 
 def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, scheduler) -> tuple[int, list[float]]:
-    state = load_state(path)
-    if state["config"] != cfg.identity():
-        diff = {k: (state["config"].get(k), v) for k, v in cfg.identity().items() if state["config"].get(k) != v}
-        raise InputError("resume", f"{path} was written with other settings: {diff}")
-    if state["dataset_hash"] != data_hash:
-        raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
+    state = read_state(path, STATE_FORMAT)
+    check_resumable(state, path, cfg.identity(), data_hash)
     named = dict(lora_parameters(sd))
     with torch.no_grad():
         for n, t in state["lora"].items():
@@ -450,7 +432,7 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
                     save_epoch_concept(sd, cfg, out, data, done, finished, per_step)
                 if cfg.save_every and done % cfg.save_every == 0 and done < total:
                     last_state = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
-                    _prune_states(out, cfg.keep_states)
+                    prune_states(list_states(out), cfg.keep_states)
                 if cfg.preview_every and (done % cfg.preview_every == 0 or done == total):
                     images = preview_images(sd, cfg, data.samples, kb)
                     previews.append((done, images))
