@@ -73,9 +73,11 @@ def main() -> int:
     both.paste(right, (left.width, 0))
     save_png(both, OUT / "mini_classes.png", overwrite=True)
 
+    epochs = []
     if args.epochs:
         files = sorted(Path(args.epochs).glob(f"{MINI_CONCEPT.stem}-epoch*.safetensors"))
         epochs = [load_concept(f) for f in files]
+    if args.epochs and epochs:
         image, _ = strength_grid(sd, "gs, geographic scene, dense residential", epochs,
                                  [round(0.1 * i, 1) for i in range(11)], settings)
         save_png(image, OUT / "mini_epoch_strength.png", overwrite=True)

@@ -41,11 +41,13 @@ def sd15_configs() -> dict[str, dict]:
 
 
 # Word2Scene-mini: SD1.5's layout at a width that trains on a CPU in about an hour and
-# fits a 48 MiB fp16 file; 128 px images, 16 x 16 latents (see pretrain.py).
+# fits a 48 MiB fp16 file; 128 px images, 16 x 16 latents (training/base_model.py). At most
+# 32 groups of GroupNorm over 32 channels would normalise each channel alone and erase every
+# image's colour (what made the tiny VAE's latents alike); 8 groups keep SD1.5's channels per group.
 MINI_OVERRIDES = {
     "unet": {"block_out_channels": [64, 128, 128, 128], "attention_head_dim": 8, "cross_attention_dim": 64,
-             "norm_num_groups": 32, "sample_size": 16},
-    "vae": {"block_out_channels": [32, 64, 128, 128], "norm_num_groups": 32, "sample_size": 128},
+             "norm_num_groups": 8, "sample_size": 16},
+    "vae": {"block_out_channels": [32, 64, 128, 128], "norm_num_groups": 8, "sample_size": 128},
     "text_encoder": {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4, "projection_dim": 64},
 }
 
