@@ -83,6 +83,13 @@ class LookScore:
         return 1 / (1 + np.exp(-z @ self.w))
 
 
+def fit_images(n: int = 600, seed: int = 0) -> list[Image.Image]:
+    """n AID train images (a seeded draw) to fit the look score on."""
+    rng = np.random.default_rng(seed)
+    items = image_set(AID, "data", split="train")
+    return read_images([items[i] for i in rng.choice(len(items), n, replace=False)], "data")
+
+
 # --- generation ----------------------------------------------------------------------------
 def generate_row(sd, kb, classes: list[str], images: int, out: Path, concept, strength: float, steps: int) -> None:
     """images per class at 128 px, seed k for image k; skips files already written."""
@@ -129,10 +136,7 @@ def main() -> int:
     print(f"scene classifier {network}: AID test OA {ceiling.overall:.1%} on {ceiling.images} images "
           f"({time.perf_counter() - t0:.0f} s)")
 
-    rng = np.random.default_rng(0)
-    train_items = image_set(AID, "data", split="train")
-    fit = [train_items[i] for i in rng.choice(len(train_items), 600, replace=False)]
-    look = LookScore(read_images(fit, "data"))
+    look = LookScore(fit_images())
 
     sd = load_sd15(model="mini")
     concept = load_concept(MINI_CONCEPT)

@@ -42,6 +42,28 @@ def first_test_image(cls: str) -> Image.Image:
     return fit_square(read_image(AID / row["file"]), 128)
 
 
+def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[str]) -> None:
+    """P(true colour) (bench/bench_mini.py's look score) of the real image, the base alone and
+    base + concept, per class; printed as mean and spread over classes, by split. The base
+    alone is the control: the same prompt, seed and sampler without the concept."""
+    import numpy as np
+
+    from bench.bench_mini import LookScore, fit_images
+
+    score = LookScore(fit_images(300))
+    values = np.array([score(row) for row in cells])  # classes x (real, base, concept)
+    rows = []
+    for name, mask in (("all 30", np.ones(len(classes), bool)), ("trained 11", np.array([c in trained for c in classes])),
+                       ("zero-shot 19", np.array([c not in trained for c in classes]))):
+        v = values[mask]
+        rows.append(f"| {name} | " + " | ".join(f"{v[:, k].mean():.2f} (sd {v[:, k].std():.2f})" for k in range(3)) + " |")
+    text = ("| classes | real test image | base alone (strength 0) | base + concept (strength 1) |\n|---|---|---|---|\n"
+            + "\n".join(rows))
+    print(text)
+    (OUT / "mini_look.md").parent.mkdir(parents=True, exist_ok=True)
+    (OUT / "mini_look.md").write_text(text + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", help="folder with the concept's per-epoch files (train --save-every-epoch)")
@@ -64,6 +86,7 @@ def main() -> int:
         apply_concepts(sd, [])
         cells.append(row)
         labels.append(f"{kb[cls].name}{' *' if cls in trained else ''}")
+    look_table(cells, classes, trained)
     half = (len(cells) + 1) // 2
     columns = ["real (test)", "base, strength 0", "+ concept, strength 1"]
     left = labelled_grid(cells[:half], labels[:half], columns, "")
