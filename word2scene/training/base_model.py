@@ -35,6 +35,7 @@ from ..models.sd15 import SD15, build_random, mini_configs, save_single_file, ti
 from ..scenes.sampling import encode_prompt, join_contexts
 from ..settings import SPLIT, check_ranges, option
 from .draws import seeded_generator
+from .lora import epsilon_loss, pixels_to_tensor
 from .states import check_resumable, prune_states, read_state
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
@@ -118,10 +119,6 @@ class PretrainProgress:
     eta: float
 
 
-def _to_tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def _lr(step: int, base: float, warmup: int) -> float:
     return base * min(1.0, (step + 1) / warmup) if warmup else base
 
@@ -181,7 +178,7 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
     for i, (y, x), s in zip(index, corner, shifted):
         crop = pixels[i, y:y + cfg.vae_crop, x:x + cfg.vae_crop]
         crops.append(np.asarray(old_photo(Image.fromarray(crop))) if s else crop)
-    x = _to_tensor(np.stack(crops))
+    x = pixels_to_tensor(np.stack(crops))
     dist = vae.encode(x).latent_dist
     z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)
     recon = vae.decode(z).sample
@@ -204,7 +201,7 @@ def encode_latents(vae, images: np.ndarray, batch: int = 64) -> tuple[torch.Tens
     """(mean, std) of the VAE's latent distribution: N x 4 x H/8 x W/8 each."""
     means, stds = [], []
     for i in range(0, len(images), batch):
-        dist = vae.encode(_to_tensor(images[i:i + batch])).latent_dist
+        dist = vae.encode(pixels_to_tensor(images[i:i + batch])).latent_dist
         means.append(dist.mean)
         stds.append(dist.std)
     return torch.cat(means), torch.cat(stds)
@@ -227,12 +224,7 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
     context = join_contexts([contexts[t] for t in texts])
     noisy = schedule.add_noise(latents, noise, timesteps)
     pred = sd.unet(noisy, timesteps, encoder_hidden_states=context).sample
-    loss = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
-    if cfg.min_snr_gamma > 0:
-        ac = schedule.alphas_cumprod[timesteps]
-        snr = ac / (1 - ac)
-        loss = loss * torch.clamp(snr, max=cfg.min_snr_gamma) / snr
-    loss = loss.mean()
+    loss = epsilon_loss(pred, noise, timesteps, schedule, cfg.min_snr_gamma)
     if not torch.isfinite(loss):
         raise InputError("learning_rate", f"the loss became {float(loss)} at UNet step {step + 1}; lower it "
                                           f"(last good state: {run.last_state or 'none yet'})")

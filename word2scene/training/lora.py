@@ -155,7 +155,7 @@ def build_cache(sd: SD15, samples: list[Sample], arrays: list[np.ndarray], cfg: 
     means, stds = [], []
     for array in arrays:
         batch = np.stack([dihedral(array, k) for k in order])
-        pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device, sd.vae.dtype)
+        pixels = pixels_to_tensor(batch).to(device, sd.vae.dtype)
         dist = sd.vae.encode(pixels).latent_dist
         means.append(dist.mean.float().cpu())
         stds.append(dist.std.float().cpu())
@@ -302,6 +302,23 @@ def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, s
     return int(state["step"]), list(state["losses"])
 
 
+def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, noise_schedule,
+                 min_snr_gamma: float = 0.0) -> torch.Tensor:
+    """SD1.5's objective, shared by the concept trainer and pretraining: the mean over the
+    batch of each sample's epsilon MSE, min-SNR-gamma weighted when gamma > 0."""
+    loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    if min_snr_gamma > 0:
+        alphas_cumprod = noise_schedule.alphas_cumprod.to(timesteps.device)[timesteps]
+        snr = alphas_cumprod / (1 - alphas_cumprod)
+        loss = loss * torch.clamp(snr, max=min_snr_gamma) / snr
+    return loss.mean()
+
+
+def pixels_to_tensor(arrays: np.ndarray) -> torch.Tensor:
+    """B x H x W x 3 uint8 -> B x 3 x H x W floats in [-1, 1], the VAE's input."""
+    return torch.from_numpy(np.ascontiguousarray(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 def _micro_batch_loss(sd: SD15, unet, text_encoder, cache: _Cache, draws: StepDraws, index: torch.Tensor,
                       cfg: TrainConfig, noise_schedule, accelerator) -> torch.Tensor:
     """The (min-SNR weighted) epsilon-prediction loss of one micro-batch."""
@@ -317,12 +334,7 @@ def _micro_batch_loss(sd: SD15, unet, text_encoder, cache: _Cache, draws: StepDr
         context = join_contexts([cache.embeddings[t] for t in texts]).to(device)
     with accelerator.autocast():
         pred = unet(noisy.to(sd.unet.dtype), timesteps, encoder_hidden_states=context.to(sd.unet.dtype)).sample
-    loss = F.mse_loss(pred.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
-    if cfg.min_snr_gamma > 0:
-        alphas_cumprod = noise_schedule.alphas_cumprod.to(device)
-        snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
-        loss = loss * torch.clamp(snr, max=cfg.min_snr_gamma) / snr
-    return loss.mean()
+    return epsilon_loss(pred, noise, timesteps, noise_schedule, cfg.min_snr_gamma)
 
 
 def _concept_info(sd: SD15, cfg: TrainConfig, out: Path, data: _Data, total: int, per_step: int) -> ConceptInfo:
