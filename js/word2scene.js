@@ -1,9 +1,15 @@
 // Word2Scene frontend: presentation only. Text from files and servers is always set with
 // textContent (never innerHTML), so metadata can never inject markup.
+//
+// Each of our nodes gets one panel (a DOM widget). What a panel shows after a run is kept in
+// node.properties[VIEW], which ComfyUI saves with the workflow, so the panel comes back after a
+// page reload or a workflow reload (onConfigure), as pysssss' show-text does with its widget.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const TRAINING_EVENT = "word2scene.training";
+const VIEW = "w2s_view";
+const MAX_LOSSES = 500; // loss points kept for the chart (older ones are thinned out)
 
 function el(tag, style = {}, text = "") {
   const node = document.createElement(tag);
@@ -12,19 +18,43 @@ function el(tag, style = {}, text = "") {
   return node;
 }
 
+// A panel sized through the widget options that both the classic canvas and Nodes 2.0 read.
 function addPanel(node, name, height) {
   const panel = el("div", {
     font: "11px monospace", color: "var(--input-text, #ddd)", whiteSpace: "pre-wrap",
-    overflow: "auto", padding: "4px", boxSizing: "border-box", height: `${height}px`,
+    overflow: "auto", padding: "4px", boxSizing: "border-box", width: "100%", height: "100%",
+    minHeight: `${height}px`,
   });
   panel.dataset.w2s = name;
-  const widget = node.addDOMWidget(name, "w2s_panel", panel, { serialize: false, hideOnZoom: false });
-  widget.computeSize = (width) => [width, height];
+  node.addDOMWidget(name, "w2s_panel", panel, {
+    serialize: false, hideOnZoom: false, getMinHeight: () => height, getHeight: () => height,
+  });
   return panel;
 }
 
-// --- Concept Loader: thumbnail and metadata of the chosen file --------------------------------
+function viewOf(node) {
+  return node.properties?.[VIEW];
+}
+
+function keepView(node, view) {
+  node.properties = node.properties || {};
+  node.properties[VIEW] = view;
+  // Tell the workflow's change tracker, which saves the open workflow for a reload; it checks
+  // on mouseup, before a chip's click handler has run.
+  const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+  if (tracker?.checkState) tracker.checkState();
+  else window.dispatchEvent(new MouseEvent("mouseup"));
+}
+
+function viewURL(ref) {
+  const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder || "", type: ref.type || "temp" });
+  return api.apiURL(`/view?${query}`);
+}
+
+// --- Concept Loader: thumbnail and the server's metadata text of the chosen file ---------------
 async function showConcept(node, panel, name) {
+  const request = (node.w2sRequest = (node.w2sRequest || 0) + 1); // the latest selection wins
+  const current = () => request === node.w2sRequest;
   panel.replaceChildren();
   if (!name) return;
   let info;
@@ -32,11 +62,13 @@ async function showConcept(node, panel, name) {
     const response = await api.fetchApi(`/word2scene/concept?name=${encodeURIComponent(name)}`);
     info = await response.json();
   } catch (error) {
-    panel.append(el("div", { color: "#e88" }, `could not read ${name}`));
+    if (current()) panel.replaceChildren(el("div", { color: "#e88" }, `could not read ${name}`));
     return;
   }
+  if (!current()) return;
+  panel.replaceChildren();
   if (info.error) {
-    panel.append(el("div", { color: "#e88" }, info.error));
+    panel.append(el("div", { color: "#e88" }, String(info.error)));
     return;
   }
   if (info.has_preview) {
@@ -45,14 +77,7 @@ async function showConcept(node, panel, name) {
     img.alt = "concept preview";
     panel.append(img);
   }
-  const facts = [
-    `concepts: ${(info.concepts || []).join(", ") || "(not recorded)"}`,
-    `trigger words: ${(info.trigger_words || []).join(", ")}`,
-    `rank ${info.rank}, alpha ${info.alpha}, ${info.modules} modules (${info.module_set})`,
-    `steps: ${info.training?.steps ?? "?"}, epochs: ${info.training?.epochs ?? "?"}`,
-    `recommended strength: ${info.recommended_strength}`,
-  ];
-  panel.append(el("div", {}, facts.join("\n")));
+  panel.append(el("div", {}, String(info.text ?? "")));
 }
 
 // --- Train Concept: live loss chart, latest previews, summary ---------------------------------
@@ -73,118 +98,171 @@ function drawLoss(canvas, losses) {
   ctx.stroke();
 }
 
-function setupTraining(node) {
-  const panel = addPanel(node, "w2s_training", 190);
-  const status = el("div", {}, "not started");
-  const canvas = el("canvas", { width: "100%", height: "80px", display: "block" });
-  canvas.width = 300;
-  canvas.height = 80;
-  const previews = el("div", { display: "flex", gap: "4px", marginTop: "4px" });
-  panel.append(status, canvas, previews);
-  const losses = [];
-  api.addEventListener(TRAINING_EVENT, ({ detail }) => {
-    if (String(detail.node) !== String(node.id)) return;
-    if (detail.step !== undefined && detail.loss !== undefined) {
-      if (detail.step === 1) losses.length = 0;
-      losses.push(detail.loss);
-      const eta = Math.round(detail.eta || 0);
-      status.textContent = `step ${detail.step}/${detail.total}  loss ${detail.loss.toFixed(4)}  ` +
-        `${(detail.images_per_second || 0).toFixed(2)} img/s  ETA ${Math.floor(eta / 60)}m${eta % 60}s`;
-      drawLoss(canvas, losses);
-    }
-    if (Array.isArray(detail.previews)) {
-      previews.replaceChildren(...detail.previews.map((b64) => {
-        const img = el("img", { width: "64px", height: "64px", objectFit: "cover" });
-        img.src = `data:image/png;base64,${b64}`;
-        img.alt = `preview at step ${detail.step}`;
-        return img;
-      }));
-    }
-    if (detail.summary) {
-      const s = detail.summary;
-      status.textContent = `done: ${s.steps} steps on ${s.images} images, final loss ` +
-        `${Number(s.final_loss).toFixed(4)}, ${s.seconds}s -> ${s.out}`;
-    }
-  });
+function trainingStatus(detail) {
+  const eta = Math.round(detail.eta || 0);
+  return `step ${detail.step}/${detail.total}  loss ${Number(detail.loss).toFixed(4)}  ` +
+    `${Number(detail.images_per_second || 0).toFixed(2)} img/s  ETA ${Math.floor(eta / 60)}m${eta % 60}s`;
 }
 
-// --- Heat Map: word chips choose which word's overlay is shown --------------------------------
-function showChips(node, panel, words, imagesPerWord) {
-  panel.replaceChildren();
-  words.forEach((word, k) => {
+// One training message (routed here by node id) folded into the node's view.
+function onTraining(node, detail) {
+  const view = viewOf(node) || { status: "not started", losses: [], previews: [] };
+  if (detail.step !== undefined && detail.loss !== undefined) {
+    if (detail.step === 1) view.losses = [];
+    view.losses.push(Number(detail.loss));
+    if (view.losses.length > MAX_LOSSES) view.losses = view.losses.filter((_, i) => i % 2 === 0);
+    view.status = trainingStatus(detail);
+  }
+  if (Array.isArray(detail.previews)) view.previews = detail.previews.map(String).slice(0, 4);
+  if (detail.summary) {
+    const s = detail.summary;
+    view.status = `done: ${s.steps} steps on ${s.images} images, final loss ${Number(s.final_loss).toFixed(4)}, ` +
+      `${s.seconds}s -> ${s.out}`;
+  }
+  keepView(node, view);
+  renderTraining(node);
+}
+
+function renderTraining(node) {
+  const parts = node.w2sParts;
+  const view = viewOf(node);
+  if (!parts || !view) return;
+  parts.status.textContent = String(view.status ?? "");
+  drawLoss(parts.canvas, (view.losses || []).map(Number));
+  parts.previews.replaceChildren(...(view.previews || []).map((b64) => {
+    const img = el("img", { width: "64px", height: "64px", objectFit: "cover" });
+    img.src = `data:image/png;base64,${b64}`;
+    img.alt = "training preview";
+    return img;
+  }));
+}
+
+// --- Heat Map: a chip per word; the chosen word's overlay is shown on the node ------------------
+function renderHeatmap(node) {
+  const parts = node.w2sParts;
+  const view = viewOf(node);
+  if (!parts || !view) return;
+  const words = (view.words || []).map(String);
+  const overlays = Array.isArray(view.overlays) ? view.overlays : [];
+  const chosen = Math.min(Math.max(0, Number(view.chosen) || 0), Math.max(0, words.length - 1));
+  parts.chips.replaceChildren(...words.map((word, k) => {
     const chip = el("button", {
       margin: "2px", padding: "1px 6px", borderRadius: "10px", border: "1px solid #888",
-      background: k === 0 ? "#357" : "#333", color: "#eee", cursor: "pointer", font: "11px sans-serif",
+      background: k === chosen ? "#357" : "#333", color: "#eee", cursor: "pointer", font: "11px sans-serif",
     }, word);
     chip.dataset.word = word;
     chip.addEventListener("click", () => {
-      node.imageIndex = k;  // overlays come word by word for the first image
-      for (const other of panel.children) other.style.background = "#333";
-      chip.style.background = "#357";
+      view.chosen = k;
+      keepView(node, view);
+      renderHeatmap(node);
       node.setDirtyCanvas?.(true, true);
     });
-    panel.append(chip);
-  });
-  node.w2sWordCount = imagesPerWord;
+    return chip;
+  }));
+  const ref = overlays[chosen]; // overlays come word by word for the first image
+  if (ref) {
+    parts.overlay.src = viewURL(ref);
+    parts.overlay.alt = `heat map of ${words[chosen]}`;
+    parts.overlay.dataset.word = words[chosen];
+    parts.overlay.style.display = "block";
+  } else {
+    parts.overlay.removeAttribute("src");
+    parts.overlay.style.display = "none";
+  }
 }
 
-// --- per-node hooks: what each of our nodes adds when created and when it has run ---------------
+// --- per-node hooks: what each of our nodes adds when created, configured and run -------------
 const NODE_HOOKS = {
   W2S_ConceptLoader: {
     created(node) {
       const panel = addPanel(node, "w2s_concept", 150);
       const combo = node.widgets?.find((w) => w.name === "concept_name");
-      if (combo) {
-        const callback = combo.callback;
-        combo.callback = (value, ...rest) => {
-          showConcept(node, panel, value);
-          return callback?.call(combo, value, ...rest);
-        };
-        setTimeout(() => showConcept(node, panel, combo.value), 0);
-      }
+      if (!combo) return;
+      const callback = combo.callback;
+      combo.callback = (value, ...rest) => {
+        showConcept(node, panel, value);
+        return callback?.call(combo, value, ...rest);
+      };
+      node.w2sShow = () => showConcept(node, panel, combo.value);
+      setTimeout(node.w2sShow, 0);
+    },
+    configured(node) {
+      node.w2sShow?.(); // the saved choice, not the default one
     },
   },
-  W2S_TrainConcept: { created: setupTraining },
+  W2S_TrainConcept: {
+    created(node) {
+      const panel = addPanel(node, "w2s_training", 190);
+      const status = el("div", {}, "not started");
+      const canvas = el("canvas", { width: "100%", height: "80px", display: "block" });
+      canvas.width = 300;
+      canvas.height = 80;
+      const previews = el("div", { display: "flex", gap: "4px", marginTop: "4px" });
+      panel.append(status, canvas, previews);
+      node.w2sParts = { status, canvas, previews };
+      node.w2sTraining = (detail) => onTraining(node, detail);
+    },
+    configured: renderTraining,
+  },
   W2S_Heatmap: {
     created(node) {
-      node.w2sChips = addPanel(node, "w2s_words", 60);
+      const panel = addPanel(node, "w2s_words", 220);
+      const chips = el("div");
+      const overlay = el("img", { width: "100%", height: "170px", objectFit: "contain", display: "none" });
+      overlay.dataset.w2s = "w2s_overlay";
+      panel.append(chips, overlay);
+      node.w2sParts = { chips, overlay };
     },
+    configured: renderHeatmap,
     executed(node, message) {
       const words = Array.isArray(message?.words) ? message.words.map(String) : [];
-      if (node.w2sChips) showChips(node, node.w2sChips, words, words.length);
+      const overlays = Array.isArray(message?.overlays) ? message.overlays : [];
+      keepView(node, { words, overlays, chosen: 0 });
+      renderHeatmap(node);
     },
   },
   W2S_Evaluate: {
     // The report (a markdown table) is shown as plain text: file names in it stay text.
     created(node) {
-      node.w2sReport = addPanel(node, "w2s_report", 140);
+      node.w2sParts = { report: addPanel(node, "w2s_report", 140) };
+    },
+    configured(node) {
+      if (node.w2sParts && viewOf(node)) node.w2sParts.report.textContent = String(viewOf(node).text ?? "");
     },
     executed(node, message) {
-      const text = Array.isArray(message?.text) ? message.text.map(String).join("\n") : "";
-      if (node.w2sReport) node.w2sReport.textContent = text;
+      keepView(node, { text: Array.isArray(message?.text) ? message.text.map(String).join("\n") : "" });
+      NODE_HOOKS.W2S_Evaluate.configured(node);
     },
   },
 };
 
+function findNode(id) {
+  const graph = app.graph;
+  if (!graph || id === undefined || id === null) return null;
+  const local = String(id).split(":").pop(); // a node inside a subgraph is reported as "outer:inner"
+  return graph.getNodeById?.(Number(local)) ?? graph.getNodeById?.(local) ?? null;
+}
+
 app.registerExtension({
   name: "Word2Scene.Nodes",
+  setup() {
+    // One listener for every Train Concept node, routed by the node id the server reports.
+    api.addEventListener(TRAINING_EVENT, ({ detail }) => findNode(detail?.node)?.w2sTraining?.(detail));
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const hooks = NODE_HOOKS[nodeData.name];
     if (!hooks) return;
-    const onCreated = nodeType.prototype.onNodeCreated;
-    const onExecuted = nodeType.prototype.onExecuted;
-    if (hooks.created) {
-      nodeType.prototype.onNodeCreated = function () {
-        const result = onCreated?.apply(this, arguments);
-        hooks.created(this);
+    const wrap = (method, hook) => {
+      if (!hook) return;
+      const original = nodeType.prototype[method];
+      nodeType.prototype[method] = function (...args) {
+        const result = original?.apply(this, args);
+        hook(this, ...args);
         return result;
       };
-    }
-    if (hooks.executed) {
-      nodeType.prototype.onExecuted = function (message) {
-        onExecuted?.apply(this, arguments);
-        hooks.executed(this, message);
-      };
-    }
+    };
+    wrap("onNodeCreated", hooks.created);
+    wrap("onConfigure", hooks.configured && ((node) => hooks.configured(node)));
+    wrap("onExecuted", hooks.executed);
   },
 });

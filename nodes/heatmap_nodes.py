@@ -121,5 +121,6 @@ class Heatmap:
         import torch
 
         text = "\n".join([note] * bool(note) + word_maps.score_lines())
-        return {"ui": {"text": [text], "words": labels},
+        # the overlays again for the node itself: its word chips show one word's overlay at a time
+        return {"ui": {"text": [text], "words": labels, "overlays": comfy_bridge.temp_images(overlays, "w2s_heatmap")},
                 "result": (comfy_bridge.images_to_tensor(overlays), torch.stack(mask_list), text)}

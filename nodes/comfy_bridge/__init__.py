@@ -8,7 +8,7 @@ from .attention import encode_prompt, explain_passes, heatmap_patched, prompt_co
 from .folders import (EVALUATION_FOLDER, KNOWLEDGE_FOLDER, LORA_FOLDER, checkpoint_names, checkpoint_path,
                       concept_names, concept_output_folder, concept_path, dataset_folder, evaluation_clip_names,
                       evaluation_path, evaluation_weight_names, knowledge_dirs, register_knowledge_folder,
-                      sampler_names, scheduler_names)
+                      sampler_names, scheduler_names, temp_images)
 from .lora import apply_concept
 from .progress import TrainingReporter, free_device_memory, images_to_tensor, tensor_to_images
 from .routes import concept_preview, register_routes
@@ -18,4 +18,4 @@ __all__ = ["EVALUATION_FOLDER", "KNOWLEDGE_FOLDER", "LORA_FOLDER", "TrainingRepo
            "dataset_folder", "encode_prompt", "evaluation_clip_names", "evaluation_path", "evaluation_weight_names",
            "explain_passes", "free_device_memory", "heatmap_patched", "images_to_tensor", "knowledge_dirs",
            "prompt_columns", "register_knowledge_folder", "register_routes", "sample_image", "sample_with_heatmaps",
-           "sampler_names", "scheduler_names", "tensor_to_images"]
+           "sampler_names", "scheduler_names", "temp_images", "tensor_to_images"]

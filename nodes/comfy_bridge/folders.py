@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ...word2scene.errors import InputError
 from ...word2scene.files import safe_relative_name
+from ...word2scene.imagery import save_png
 from ...word2scene.prompts.knowledge import USER_DIR_ENV, user_dirs
 
 
@@ -128,3 +129,21 @@ def scheduler_names() -> list[str]:
     import comfy.samplers
 
     return list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def temp_images(images, prefix: str) -> list[dict]:
+    """Save images in ComfyUI's temp folder, as its PreviewImage does, and return the
+    references the frontend's /view reads ({filename, subfolder, type: "temp"})."""
+    import secrets
+
+    import folder_paths
+
+    folder = Path(folder_paths.get_temp_directory())
+    folder.mkdir(parents=True, exist_ok=True)
+    run = secrets.token_hex(4)
+    refs = []
+    for i, image in enumerate(images):
+        name = f"{prefix}_{run}_{i:03d}.png"
+        save_png(image, folder / name)
+        refs.append({"filename": name, "subfolder": "", "type": "temp"})
+    return refs

@@ -41,8 +41,10 @@ def free_port() -> int:
 class ComfyServer:
     """Start ComfyUI in its own process group; stop it by PID."""
 
-    def __init__(self, base: Path, checkpoints: dict[str, Path] = {}, loras: dict[str, Path] = {}):
+    def __init__(self, base: Path, checkpoints: dict[str, Path] = {}, loras: dict[str, Path] = {},
+                 front_end_root: Path | None = None):
         self.base = base
+        self.front_end_root = front_end_root
         self.port = free_port()
         for folder, files in (("checkpoints", checkpoints), ("loras", loras)):
             for name, src in files.items():
@@ -63,7 +65,8 @@ class ComfyServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [comfyui_python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-             "--disable-auto-launch", "--base-directory", str(self.base)],
+             "--disable-auto-launch", "--base-directory", str(self.base)]
+            + (["--front-end-root", str(self.front_end_root)] if self.front_end_root else []),
             cwd=comfyui_path(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:

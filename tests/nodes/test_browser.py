@@ -1,6 +1,9 @@
 """The frontend in a real browser: Debian chromium driven by Playwright, headless, loopback
-only, against a real ComfyUI (COMFYUI_PATH). Screenshots go to W2S_ARTIFACTS (default: a
-temporary folder, printed)."""
+only, against a real ComfyUI (COMFYUI_PATH). Every test runs twice: on the frontend that
+ComfyUI's requirements pin ("bundled"), and on the newest comfyui-frontend-package with Nodes
+2.0 on ("newest": W2S_NEW_FRONTEND_ROOT = that package's static folder, e.g.
+`pip install --target DIR comfyui-frontend-package`, then DIR/comfyui_frontend_package/static).
+Screenshots go to W2S_ARTIFACTS (default: a temporary folder, printed)."""
 import json
 import os
 import shutil
@@ -29,20 +32,31 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+NEW_FRONTEND = os.environ.get("W2S_NEW_FRONTEND_ROOT")
+FRONTENDS = ["bundled", pytest.param("newest", marks=pytest.mark.skipif(
+    not NEW_FRONTEND, reason="W2S_NEW_FRONTEND_ROOT is not set: no newest comfyui-frontend-package to test"))]
+
+
+@pytest.fixture(scope="module", params=FRONTENDS)
+def frontend(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def artifacts():
-    folder = Path(os.environ.get("W2S_ARTIFACTS") or tempfile.mkdtemp(prefix="w2s-browser-"))
+def artifacts(frontend):
+    folder = Path(os.environ.get("W2S_ARTIFACTS") or tempfile.mkdtemp(prefix="w2s-browser-")) / frontend
     folder.mkdir(parents=True, exist_ok=True)
     print(f"browser screenshots: {folder}")
     return folder
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
+def server(frontend, tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
     from PIL import Image
 
-    base = tmp_path_factory.mktemp("comfy-browser")
-    srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint}, {CONCEPT: sd15_concept_file})
+    base = tmp_path_factory.mktemp(f"comfy-browser-{frontend}")
+    srv = ComfyServer(base, {"sd15_random.safetensors": sd15_random_checkpoint}, {CONCEPT: sd15_concept_file},
+                      front_end_root=Path(NEW_FRONTEND) if frontend == "newest" else None)
     Image.new("RGB", (32, 32), (200, 40, 40)).save(base / "models" / "loras" / "word2scene" / "test_concept.preview.png")
     (base / "input").mkdir(parents=True, exist_ok=True)
     shutil.copy(SHARED / "data" / "rs_scenes" / "church" / "000.jpg", base / "input" / "word2scene_church.jpg")
@@ -55,6 +69,8 @@ def server(tmp_path_factory, sd15_random_checkpoint, sd15_concept_file):
                            ClassifierConfig(width=4, input_size=32, epochs=1))
     save_classifier(clf, base / "models" / "word2scene_eval" / f"{EVAL_NET}.safetensors")
     srv.start()
+    if frontend == "newest":  # Nodes 2.0: nodes drawn as Vue components, DOM widgets included
+        srv.post("/settings/Comfy.VueNodes.Enabled", True)
     yield srv
     srv.stop()
 
@@ -69,8 +85,7 @@ def page(server):
         page.on("console", lambda m: page.w2s_console.append((m.type, m.text, m.location.get("url", ""))))
         page.on("pageerror", lambda e: page.w2s_console.append(("pageerror", str(e), "")))
         page.goto(server.url, wait_until="domcontentloaded")
-        page.wait_for_function("() => (window.app || window.comfyAPI?.app?.app)?.graph", timeout=60_000)
-        page.wait_for_timeout(1500)
+        _wait_for_app(page)
         page.w2s_first_dialog = page.locator("[role=dialog]").all_text_contents()
         page.keyboard.press("Escape")  # the template browser opens on a first visit
         page.wait_for_timeout(500)
@@ -79,6 +94,19 @@ def page(server):
 
 
 APP = "(window.app || window.comfyAPI.app.app)"
+
+
+def _wait_for_app(page):
+    page.wait_for_function("() => (window.app || window.comfyAPI?.app?.app)?.graph", timeout=60_000)
+    page.wait_for_timeout(1500)
+
+
+def _reload(page):
+    """A page reload: ComfyUI restores the open workflow from the browser's storage."""
+    page.reload(wait_until="domcontentloaded")
+    _wait_for_app(page)
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
 
 
 def _our_errors(page):
@@ -111,7 +139,13 @@ def test_every_workflow_loads_without_missing_nodes(page, artifacts, path):
     assert not _our_errors(page), _our_errors(page)
 
 
-def test_concept_loader_shows_thumbnail_and_metadata(page, artifacts):
+def _concept_panel_text(page):
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_concept']\")?.textContent.includes('trigger words')",
+                           timeout=15_000)
+    return page.locator("[data-w2s='w2s_concept']").first.text_content()
+
+
+def test_concept_loader_shows_thumbnail_and_metadata(page, server, artifacts):
     workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
     for node in workflow["nodes"]:
         if node["type"] == "W2S_ConceptLoader":
@@ -119,14 +153,33 @@ def test_concept_loader_shows_thumbnail_and_metadata(page, artifacts):
     _load(page, workflow)
     panel = page.locator("[data-w2s='w2s_concept']")
     panel.first.wait_for(timeout=15_000)
-    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_concept']\")?.textContent.includes('trigger words')",
-                           timeout=15_000)
-    text = panel.first.text_content()
+    text = _concept_panel_text(page)
+    # the server's own text (Concept.describe), shown as it is
+    server_text = page.evaluate("n => fetch('/word2scene/concept?name=' + encodeURIComponent(n)).then(r => r.json())", CONCEPT)["text"]
+    assert text == server_text
     assert "trigger words: gs, geographic scene" in text and "rank 4" in text
     assert panel.first.locator("img").count() == 1
     assert panel.first.locator("img").evaluate("img => img.complete && img.naturalWidth") == 32
     page.screenshot(path=str(artifacts / "concept_loader.png"))
+    _reload(page)  # the saved choice comes back with its metadata
+    assert _concept_panel_text(page) == server_text
     assert not _our_errors(page), _our_errors(page)
+
+
+def test_concept_loader_latest_choice_wins(page, server):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
+    _load(page, workflow)
+    # a missing file's error, then the real file at once: the panel ends on the real one
+    page.evaluate(f"""() => {{
+        const node = {APP}.graph._nodes.find(n => n.type === 'W2S_ConceptLoader');
+        const combo = node.widgets.find(w => w.name === 'concept_name');
+        combo.callback('no/such/file.safetensors');
+        combo.value = '{CONCEPT}';
+        combo.callback('{CONCEPT}');
+    }}""")
+    text = _concept_panel_text(page)
+    page.wait_for_timeout(1000)
+    assert "trigger words" in text and "no/such" not in page.locator("[data-w2s='w2s_concept']").first.text_content()
 
 
 def test_queue_the_generation_workflow_by_clicking(page, server, artifacts):
@@ -142,8 +195,7 @@ def test_queue_the_generation_workflow_by_clicking(page, server, artifacts):
             node["widgets_values"][2] = 2
     _load(page, workflow)
     before = len(list((server.base / "output").rglob("*.png"))) if (server.base / "output").exists() else 0
-    button = page.locator("button", has_text="Run").or_(page.locator("button", has_text="Queue")).first
-    button.click()
+    _run_button(page).click()
     page.wait_for_function(f"() => {APP}.graph._nodes.some(n => n.type === 'SaveImage' && n.imgs && n.imgs.length)",
                            timeout=300_000)
     after = len(list((server.base / "output").rglob("*.png")))
@@ -160,8 +212,13 @@ def _set_widgets(workflow: dict, node_type: str, **values):
                 node["widgets_values"][int(index.lstrip("_"))] = value
 
 
+def _run_button(page):
+    """The toolbar's Run button (the newest frontend also has hidden buttons that say "Queue")."""
+    return page.locator("button:visible", has_text="Run").first
+
+
 def _run_and_wait(page, node_type: str, predicate_js: str, timeout=600_000):
-    page.locator("button", has_text="Run").first.click()
+    _run_button(page).click()
     page.wait_for_function(predicate_js, timeout=timeout)
 
 
@@ -186,15 +243,51 @@ def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
                   "() => document.querySelector(\"[data-w2s='w2s_training']\")?.textContent.includes('done: 3 steps')")
     panel = page.locator("[data-w2s='w2s_training']").first
     assert panel.locator("img").count() >= 1  # the latest previews
-    drawn = panel.locator("canvas").evaluate(
-        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 == 2 && v > 200)")
-    assert drawn  # the blue loss line
+    assert _loss_line_drawn(panel)
     page.screenshot(path=str(artifacts / "training_node.png"))
     assert (server.base / "models" / "loras" / "word2scene" / "browser_concept.safetensors").is_file()
+    _reload(page)  # the chart, the status and the previews come back
+    panel = page.locator("[data-w2s='w2s_training']").first
+    panel.wait_for(timeout=15_000)
+    assert "done: 3 steps" in panel.text_content()
+    assert _loss_line_drawn(panel) and panel.locator("img").count() >= 1
     assert not _our_errors(page), _our_errors(page)
 
 
-def test_heatmap_node_word_chips(page, artifacts):
+def _loss_line_drawn(panel) -> bool:
+    return panel.locator("canvas").evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 == 2 && v > 200)")
+
+
+def test_training_messages_reach_only_their_node(page):
+    """One listener for the page, routed by node id: two Train Concept nodes, each its own chart."""
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    for _ in range(3):  # loading the workflow again must not add listeners
+        _load(page, workflow)
+    ids = page.evaluate(f"""() => {{
+        const graph = {APP}.graph;
+        const first = graph._nodes.find(n => n.type === 'W2S_TrainConcept');
+        const second = LiteGraph.createNode('W2S_TrainConcept');
+        graph.add(second);
+        return [first.id, second.id];
+    }}""")
+    page.evaluate("""id => {
+        const send = (detail) => window.comfyAPI.api.api.dispatchEvent(new CustomEvent('word2scene.training', { detail }));
+        send({ node: String(id), step: 1, total: 2, loss: 0.5, eta: 1, images_per_second: 1 });
+        send({ node: String(id), step: 2, total: 2, loss: 0.25, eta: 0, images_per_second: 1 });
+    }""", ids[0])
+    views = page.evaluate(f"""ids => ids.map(id => {APP}.graph.getNodeById(id).properties?.w2s_view ?? null)""", ids)
+    assert views[0]["losses"] == [0.5, 0.25]  # each message once: one listener
+    assert views[0]["status"].startswith("step 2/2")
+    assert views[1] is None
+
+
+def _overlay(page) -> dict:
+    return page.locator("[data-w2s='w2s_overlay']").first.evaluate(
+        "img => ({src: img.getAttribute('src') || '', word: img.dataset.word, width: img.complete ? img.naturalWidth : 0})")
+
+
+def test_heatmap_node_word_chips_show_their_overlay(page, artifacts):
     workflow = json.loads((ROOT / "workflows" / "word2scene_interpretability.json").read_text())
     _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
     _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
@@ -206,10 +299,19 @@ def test_heatmap_node_word_chips(page, artifacts):
     chips = page.locator("[data-w2s='w2s_words']").first.locator("button")
     labels = chips.all_text_contents()
     assert labels[:2] == ["gs", "geographic scene"] or "church" in labels
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_overlay']\")?.naturalWidth > 0")
+    first = _overlay(page)
+    assert first["word"] == labels[0] and "/view?" in first["src"] and first["width"] == 64
     chips.nth(2).click()
-    index = page.evaluate(f"() => {APP}.graph._nodes.filter(n => n.type === 'W2S_Heatmap').map(n => n.imageIndex)")
-    assert 2 in index
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_overlay']\")?.complete")
+    second = _overlay(page)
+    assert second["word"] == labels[2] and second["src"] != first["src"] and second["width"] == 64
     page.screenshot(path=str(artifacts / "heatmap_chips.png"))
+    _reload(page)  # chips, the chosen word and its overlay come back
+    page.locator("[data-w2s='w2s_words'] button").first.wait_for(timeout=15_000)
+    assert page.locator("[data-w2s='w2s_words']").first.locator("button").all_text_contents() == labels
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_overlay']\")?.naturalWidth > 0")
+    assert _overlay(page) == second
     assert not _our_errors(page), _our_errors(page)
 
 
@@ -228,4 +330,8 @@ def test_evaluate_node_shows_its_report_as_text(page, artifacts):
     assert "| airport | 2 | 25 |" in text and f"GSHPS [scene-cnn ({EVAL_NET}.safetensors)]" in text
     assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
     page.screenshot(path=str(artifacts / "evaluate_node.png"))
+    _reload(page)
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')",
+                           timeout=15_000)
+    assert page.locator("[data-w2s='w2s_report']").first.text_content() == text
     assert not _our_errors(page), _our_errors(page)

@@ -227,6 +227,17 @@ def test_interpretability_workflow_saves_overlays_and_masks(server):
         assert im.size == (150, 150)  # maps made at 144 x 144 (a multiple of 8), shown on the 150 px image
     assert "resized to 150 x 150" in outputs["15"]["text"][0]
     assert "blue roof: mean" in outputs["9"]["text"][0]
+    # the Heat Map node's own overlays for its word chips: one per word, in ComfyUI's temp folder
+    heat = outputs["9"]
+    assert len(heat["overlays"]) == len(heat["words"]) == 5
+    saved = []
+    for ref, item in zip(heat["overlays"], outputs["10"]["images"]):
+        assert ref["type"] == "temp" and ref["subfolder"] == ""
+        with Image.open(server.base / "temp" / ref["filename"]) as shown, \
+                Image.open(server.base / "output" / item["subfolder"] / item["filename"]) as kept:
+            saved.append(np.asarray(shown))
+            assert np.array_equal(saved[-1], np.asarray(kept))  # the same overlay the node outputs
+    assert not np.array_equal(saved[0], saved[3])
     assert not pack_errors(server.log()[log_start:])
 
 

@@ -82,3 +82,28 @@ def test_pretrain_cli_and_its_input_checks(handful, tmp_path, capsys):
     assert "--lr: 3" in capsys.readouterr().err
     with pytest.raises(InputError, match="out: m.ckpt"):
         pretrain(handful, tmp_path / "m.ckpt", PretrainConfig(**QUICK))
+
+
+def test_a_second_stage_starts_from_a_checkpoint_keeps_its_vae_and_trains_the_text_encoder(handful, tmp_path):
+    from word2scene.models.sd15 import file_sha256
+
+    first = pretrain(handful, tmp_path / "s1.safetensors",
+                     PretrainConfig(**{**QUICK, "text_learning_rate": 0.0, "save_every": 0}))
+    second = pretrain(handful, tmp_path / "s2.safetensors",
+                      PretrainConfig(**{**QUICK, "vae_steps": 0, "text_token_scale": 2.0, "save_every": 0}), init=first)
+    a, b = load_file(str(first)), load_file(str(second))
+    vae = [k for k in a if k.startswith("first_stage_model.")]
+    text = [k for k in a if k.startswith("cond_stage_model.") and ".layers." in k]
+    assert vae and text and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in vae)  # the VAE is kept as it is
+    assert sum(not torch.equal(a[k], b[k]) for k in text) > len(text) // 2  # the text encoder learned
+    token = next(k for k in a if k.endswith("token_embedding.weight"))
+    ratio = float(b[token].float().std() / a[token].float().std())
+    assert 1.8 < ratio < 2.2  # scaled once at the start, then trained a few steps
+    assert load_sd15(second).vae_scale == load_sd15(first).vae_scale
+    with open(second, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    facts = json.loads(header["__metadata__"][PRETRAIN_METADATA_KEY])
+    assert facts["init"] == {"file": "s1.safetensors", "sha256": file_sha256(first)}
+    with pytest.raises(InputError, match="^init: s1.safetensors is not a mini model"):
+        pretrain(handful, tmp_path / "s3.safetensors", PretrainConfig(**{**QUICK, "model": "mini"}), init=first)

@@ -35,6 +35,8 @@ def add_commands(sub) -> None:
     pt.add_argument("--out", required=True, help="checkpoint .safetensors to write (fp16 single file)")
     pt.add_argument("--overwrite", action="store_true")
     pt.add_argument("--resume", help="a state file written by --save-every")
+    pt.add_argument("--init", help="start from this checkpoint's weights (a model of the same --model) instead of "
+                                   "random ones; with --vae-steps 0 its VAE is kept as it is")
     add_arguments(pt, PretrainConfig)
     pt.set_defaults(handler=cmd_pretrain)
 
@@ -83,7 +85,7 @@ def cmd_pretrain(args) -> int:
         raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
     bar = TrainBar()
     try:
-        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
+        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init, overwrite=args.overwrite,
                  on_progress=bar.update)
     except KeyboardInterrupt:
         bar.close()
