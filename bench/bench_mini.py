@@ -18,8 +18,9 @@ Metrics, each named with its network:
 Spread: every figure is also computed per seed block (the N seeds cut in halves), and the
 class-level OA is reported with the standard deviation over classes.
 
-Usage (about 15 minutes on 2 CPU cores with a cached classifier):
-    python bench/bench_mini.py --images 20 [--classifier FILE] [--control FILE] [--out bench/results/mini]
+Usage (about 15 minutes on 2 CPU cores for 10 images per class and row, plus the classifier's
+training when it is not cached):
+    python bench/bench_mini.py --images 10 --steps 20 [--classifier FILE] [--control FILE] [--out bench/results/mini]
 """
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=20, help="images per class and row (seeds 0..N-1)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--classifier", help="a scene classifier .safetensors (default: train one, cached in --out)")
-    ap.add_argument("--classifier-epochs", type=int, default=8)
+    ap.add_argument("--classifier-epochs", type=int, default=6)
+    ap.add_argument("--classifier-size", type=int, default=64, help="the classifier's input side (AID images are 128 px)")
     ap.add_argument("--control", action="append", default=[], metavar="FILE", help="extra concept rows (controls)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mini"))
     args = ap.parse_args()
@@ -124,15 +126,15 @@ def main() -> int:
 
     clf_path = Path(args.classifier) if args.classifier else out / "aid_scene_cnn.safetensors"
     if not clf_path.is_file():
-        config = ClassifierConfig(epochs=args.classifier_epochs, input_size=112)
+        config = ClassifierConfig(epochs=args.classifier_epochs, input_size=args.classifier_size)
         save_classifier(train_classifier(image_set(AID, "data", split="train"), config,
-                                         on_epoch=lambda e, n, loss: print(f"classifier epoch {e + 1}/{n} loss {loss:.3f}")),
+                                         on_epoch=lambda e, n, loss: print(f"classifier epoch {e}/{n} loss {loss:.3f}")),
                         clf_path, overwrite=True)
     classifier = load_extractor(str(clf_path))
     test = image_set(AID, "reference", split="test")
     test_images = read_images(test, "reference")
     ceiling = accuracy(classifier, test, images=test_images)
-    network = f"{classifier.name} ({clf_path.name}, {classifier.input_size} px)"
+    network = f"{classifier.name}, {classifier.input_size} px"
     print(f"scene classifier {network}: AID test OA {ceiling.overall:.1%} on {ceiling.images} images "
           f"({time.perf_counter() - t0:.0f} s)")
 

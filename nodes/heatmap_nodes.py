@@ -6,7 +6,7 @@ import dataclasses
 from ..word2scene.errors import InputError
 from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, parse_timesteps
 from ..word2scene.models.sd15 import load_tokenizer
-from ..word2scene.prompts.tokens import PromptLayout
+from ..word2scene.prompts.tokens import PromptLayout, check_prompt_text
 from ..word2scene.scenes.sampling import SamplingSettings
 from ..word2scene.settings import node_input
 from . import comfy_bridge
@@ -18,6 +18,7 @@ HEATMAPS = "W2S_HEATMAPS"
 def _layout(prompt: str, clip) -> PromptLayout:
     if not prompt or not prompt.strip():
         raise InputError("prompt", "is empty; give the prompt text whose words to map")
+    check_prompt_text(prompt)  # before ComfyUI's tokenizer, which reads \x00 and \x01 as escapes
     try:
         return PromptLayout(prompt, comfy_bridge.prompt_columns(prompt, clip), load_tokenizer())
     except ValueError as exc:

@@ -21,17 +21,85 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     if path.exists() and not overwrite:
         raise InputError("out", f"{path} already exists; pass overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError("out", f"cannot write in {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; written files follow the umask
+            os.replace(tmp_path, path)
+        except Exception as exc:  # a full disk, for one, comes as the safetensors library's own error
+            if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
+                raise InputError("out", f"could not write {path}: {getattr(exc, 'strerror', None) or exc}; any "
+                                        "previous file there is intact") from exc
+            raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(folder: str | os.PathLike, input_name: str = "out") -> None:
+    """Make `folder` if needed and prove a file can be written there, before long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".w2s-check.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(input_name, f"cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike, input_name: str = "out") -> Iterator[Path]:
+    """One writer per output: `<path>.lock` holds the writer's process id while it runs. A
+    lock whose process is gone (a killed run) is stale and taken over."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _running(pid):
+                raise InputError(input_name, f"{path} is being written by another run (process {pid}, lock "
+                                             f"{lock.name}); wait for it to end, or choose another output") from None
+            lock.unlink(missing_ok=True)  # stale: the process that took it is gone
+    else:
+        raise InputError(input_name, f"could not take the lock {lock}")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:

@@ -99,3 +99,16 @@ def test_python_dash_m_entry_point(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size == (64, 48)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "g", "--reference", "r", "--features", "f", "--kid-subsets", "0"], "argument --kid-subsets: 0; accepted: 1 or more"),
+    (["evaluate", "g", "--reference", "r", "--features", "f", "--batch", "0"], "argument --batch: 0; accepted: 1 or more"),
+    (["protocol", "c.safetensors", "--images", "0"], "argument --images: 0; accepted: 1 or more"),
+    (["concepts", "mine", "d", "--top", "-1"], "argument --top: -1; accepted: 1 or more"),
+    (["generate", "airport", "--seed", "-3"], "argument --seed: -3; accepted: 0 or more"),
+])
+def test_counts_and_seeds_are_checked_by_the_parser(capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

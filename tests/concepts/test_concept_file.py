@@ -190,6 +190,27 @@ def test_nan_or_inf_in_lora(tiny, tmp_path, value):
     assert key.rsplit(".lora_up", 1)[0] in str(err.value)
 
 
+@pytest.mark.parametrize("alpha, message", [(1e30, "alpha 1e\\+30"), (-4.0, "alpha -4"), (float("nan"), "NaN or inf")])
+def test_alpha_outside_what_a_lora_uses(tiny, tmp_path, alpha, message):
+    sd = make_concept(model_shapes(tiny)).state_dict()
+    key = sorted(k for k in sd if k.endswith(".alpha"))[2]
+    sd[key] = torch.tensor(alpha)
+    save_file(sd, str(tmp_path / "alpha.safetensors"))
+    with pytest.raises(InputError, match=message) as err:
+        read_concept(tmp_path / "alpha.safetensors", "concept_name")
+    assert str(err.value).startswith("concept_name: ") and key.rsplit(".alpha", 1)[0] in str(err.value)
+
+
+def test_rank_zero_lora(tiny, tmp_path):
+    sd = make_concept(model_shapes(tiny)).state_dict()
+    module = sorted(k for k in sd if k.endswith(".alpha"))[0].rsplit(".alpha", 1)[0]
+    sd[module + ".lora_down.weight"] = sd[module + ".lora_down.weight"][:0].contiguous()
+    sd[module + ".lora_up.weight"] = sd[module + ".lora_up.weight"][:, :0].contiguous()
+    save_file(sd, str(tmp_path / "rank0.safetensors"))
+    with pytest.raises(InputError, match=f"{module} has rank 0"):
+        read_concept(tmp_path / "rank0.safetensors")
+
+
 def test_checkpoint_passed_as_concept(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2)}, str(tmp_path / "ckpt.safetensors"))
     with pytest.raises(InputError, match="full model checkpoint"):

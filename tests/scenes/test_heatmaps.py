@@ -1,5 +1,6 @@
 """Cross-attention heat maps: capture, aggregation, word alignment, rendering, CLI."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -194,6 +195,14 @@ def test_cli_heatmap_generate_and_explain(tmp_path, capsys):
                  "--out", str(tmp_path / "real")]) == 0
     assert "resized to 144 x 144" in capsys.readouterr().out
     assert len(list((tmp_path / "real").glob("overlay_*.png"))) == 2
+    # an earlier run's folder: refused without --overwrite, replaced as a whole with it
+    again = ["heatmap", "--model", "tiny", "gs, church", "--image", str(real), "--words", "church", "--out", str(out)]
+    assert main(again) == 2
+    assert "--out: " in capsys.readouterr().err and len(list(out.glob("overlay_*.png"))) == 6
+    (out / "notes.txt").write_text("mine")
+    assert main([*again, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("overlay_*.png")) == ["overlay_00_church.png"]
+    assert len(list(out.glob("mask_*.png"))) == 1 and (out / "notes.txt").read_text() == "mine"
     assert main(["heatmap", "--model", "tiny", "gs, church", "--words", "airport", "--steps", "2", "--width", "64", "--height", "64",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "'airport' is not in the prompt; its words are: gs, church" in capsys.readouterr().err
@@ -214,3 +223,10 @@ def test_normalize_and_overlay():
     assert float(n.min()) == 0.0 and float(n.max()) == 1.0
     im = overlay(Image.new("RGB", (32, 32), "gray"), n[0, 0], "church")
     assert im.size == (32, 32) and np.asarray(im)[0:10, 0:10].mean() < 60  # the label box
+
+
+@pytest.mark.parametrize("prompt, code", [("gs, church\x00)", "U+0000"), ("gs, \x01church", "U+0001"), ("gs\x1b[31m", "U+001B")])
+def test_control_characters_in_a_prompt_are_named(tok, prompt, code):
+    with pytest.raises(InputError, match="^prompt: holds the control character " + re.escape(code)):
+        _layout(tok, prompt)
+    assert [w.text for w in _layout(tok, "gs,\tchurch\nroof").words] == ["gs", "church", "roof"]

@@ -65,6 +65,8 @@ def test_pretrain_writes_a_loadable_checkpoint_and_resumes_to_the_same_weights(h
     assert facts["images"] == 6 and facts["unet_steps"] == 6 and facts["look"]["contrast"] < 1
     with pytest.raises(InputError, match="other settings"):
         pretrain(handful, tmp_path / "c.safetensors", PretrainConfig(**{**QUICK, "learning_rate": 1e-3}), resume=states[0])
+    with pytest.raises(InputError, match=r"^resume: a.pretrain-000004-000004.pt is at UNet step 4, past this run's 3"):
+        pretrain(handful, tmp_path / "d.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 3}), resume=states[1])
 
 
 def test_pretrain_cli_and_its_input_checks(handful, tmp_path, capsys):

@@ -70,6 +70,9 @@ def test_resume_gives_the_same_lora(one_class, tmp_path, kb):
     other = TrainConfig(**{**cfg.__dict__, "rank": 8})
     with pytest.raises(InputError, match="other settings"):
         train(build_tiny(), one_class, tmp_path / "c.safetensors", other, kb=kb, resume=states[0])
+    fewer = TrainConfig(**{**cfg.__dict__, "steps": 6})  # the step-8 LoRA must not be saved as "6 steps"
+    with pytest.raises(InputError, match=r"^resume: a.state-000008.pt is at step 8, past this run's 6 steps"):
+        train(build_tiny(), one_class, tmp_path / "d.safetensors", fewer, kb=kb, resume=states[1])
 
 
 def test_data_order_is_drawn_once_per_epoch(one_class, tmp_path, kb, monkeypatch):
@@ -239,7 +242,7 @@ def test_disk_full_while_saving_keeps_the_previous_file(tmp_path, monkeypatch, t
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    with pytest.raises(InputError, match="No space left on device.*previous file there is intact"):
+    with pytest.raises(InputError, match="^out: could not write .*No space left on device.*previous file there is intact"):
         save_concept(make_concept(model_shapes(tiny), seed=3), path, overwrite=True)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
 
@@ -393,3 +396,21 @@ def test_save_every_epoch_writes_a_concept_per_epoch(one_class, tmp_path, kb):
     last, final = epochs[-1], result.concept
     assert all(torch.equal(last.lora[n].up, final.lora[n].up) for n in final.lora)  # the last epoch is the result
     assert not all(torch.equal(epochs[0].lora[n].up, final.lora[n].up) for n in final.lora)
+
+
+def test_a_failed_final_save_keeps_the_trained_weights(one_class, tmp_path, kb, monkeypatch):
+    import word2scene.training.lora as lora
+
+    real_save = lora.save_concept
+
+    def full_disk(concept, path, overwrite=False):
+        raise InputError("out", f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(lora, "save_concept", full_disk)
+    cfg = TrainConfig(steps=3, save_every=0, **FAST)
+    with pytest.raises(InputError, match=r"^out: could not write .*; the trained weights are kept in .*k\.state-000003\.pt"):
+        train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb)
+    assert not (tmp_path / "k.safetensors.lock").exists()  # the lock goes with the run
+    monkeypatch.setattr(lora, "save_concept", real_save)
+    again = train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb, resume=tmp_path / "k.state-000003.pt")
+    assert again.path.is_file() and again.summary["steps"] == 3

@@ -11,11 +11,24 @@ from ..prompts.knowledge import load_knowledge
 from ..errors import InputError
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str, least: int) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value}; accepted: {least} or more")
+    return value
+
+
+def whole_number(text: str) -> int:
+    """0, 1, 2, ... (seeds, steps where 0 means none)."""
+    return _integer(text, 0)
+
+
+def count(text: str) -> int:
+    """1, 2, 3, ... (how many images, subsets, phrases, a batch size)."""
+    return _integer(text, 1)
 
 
 DEFAULT_MODEL = "mini"
@@ -33,9 +46,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_size_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=positive_int, default=None,
+    p.add_argument("--width", type=whole_number, default=None,
                    help="image width in pixels (default: the model's own: 512 for SD1.x, 128 for mini, 64 for tiny)")
-    p.add_argument("--height", type=positive_int, default=None, help="image height in pixels (default: as --width)")
+    p.add_argument("--height", type=whole_number, default=None, help="image height in pixels (default: as --width)")
 
 
 def image_size(args) -> dict[str, int]:

@@ -8,7 +8,7 @@ from ..concepts.file import read_concept
 from ..prompts.knowledge import _parse_file, load_knowledge
 from ..prompts.mining import mine, read_captions
 from ..prompts.review import merge_review, write_review
-from .common import knowledge
+from .common import count, knowledge
 
 
 def add_commands(sub) -> None:
@@ -22,7 +22,7 @@ def add_commands(sub) -> None:
     cm = csub.add_parser("mine", help="mine element/relation phrases per class from captions")
     cm.add_argument("captions", help="captions.jsonl, or a folder of class folders with .txt captions (kohya)")
     cm.add_argument("--out", required=True, help="review YAML to write")
-    cm.add_argument("--top", type=int, default=12, help="phrases per kind and class (default 12)")
+    cm.add_argument("--top", type=count, default=12, help="phrases per kind and class (default 12)")
     cm.add_argument("--overwrite", action="store_true")
     cg = csub.add_parser("merge", help="merge an expert-reviewed file into a user knowledge file")
     cg.add_argument("review")

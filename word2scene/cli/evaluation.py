@@ -15,7 +15,7 @@ from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import parse_strengths
 from ..errors import InputError
 from ..files import write_text_atomic
-from .common import add_model_args, knowledge, positive_int, split_arg
+from .common import add_model_args, count, knowledge, split_arg, whole_number
 
 
 def add_commands(sub) -> None:
@@ -30,8 +30,8 @@ def add_commands(sub) -> None:
                        help="train scene classifiers on generated (test on real) and on real (test on generated)")
         p.add_argument("--oa-epochs", type=int, default=20, help="epochs of those classifiers (default 20)")
         p.add_argument("--reference-split", default="all", help="captions.jsonl split of the reference (default all)")
-        p.add_argument("--kid-subsets", type=int, default=100)
-        p.add_argument("--batch", type=int, default=32)
+        p.add_argument("--kid-subsets", type=count, default=100)
+        p.add_argument("--batch", type=count, default=32)
 
 
     ev = sub.add_parser("evaluate", help="GSHPS, FID, KID, CLIP score and classifier accuracy of generated vs real images")
@@ -52,12 +52,12 @@ def add_commands(sub) -> None:
     pr.add_argument("--out", required=True, help="output folder: images/<concept>/<seed>.png, report.md, results.json, grid.png")
     pr.add_argument("--reference", help="real images per class (e.g. shared/data/rs_scenes); without it no evaluation")
     pr.add_argument("--concepts", default="", help="comma-separated words, or trained / zero-shot (default: all 30)")
-    pr.add_argument("--images", type=positive_int, default=10, help="images per concept (default 10)")
-    pr.add_argument("--seed", type=positive_int, default=0, help="image k of each concept uses seed + k")
+    pr.add_argument("--images", type=count, default=10, help="images per concept (default 10)")
+    pr.add_argument("--seed", type=whole_number, default=0, help="image k of each concept uses seed + k")
     pr.add_argument("--strength", type=float, default=1.0)
-    pr.add_argument("--steps", type=positive_int, default=30)
+    pr.add_argument("--steps", type=whole_number, default=30)
     pr.add_argument("--cfg", type=float, default=7.0)
-    pr.add_argument("--size", type=positive_int, default=None,
+    pr.add_argument("--size", type=whole_number, default=None,
                     help="image side in pixels (default: the model's own: 512 for SD1.x, 128 for mini)")
     pr.add_argument("--grid-concept", action="append", default=[], metavar="FILE",
                     help="grid rows: concept files, e.g. one per epoch (default: --concept)")
@@ -80,7 +80,7 @@ def add_commands(sub) -> None:
     ct.add_argument("--width", type=int, default=32, help="scene-cnn first-stage channels (default 32)")
     ct.add_argument("--size", type=int, default=112, help="scene-cnn input side in pixels (default 112)")
     ct.add_argument("--epochs", type=int, default=30)
-    ct.add_argument("--batch", type=int, default=32)
+    ct.add_argument("--batch", type=count, default=32)
     ct.add_argument("--lr", type=float, default=2e-3)
     ct.add_argument("--seed", type=int, default=0)
     ct.add_argument("--device", default="cpu", help="where the classifier trains, e.g. cpu, cuda (default: cpu)")

@@ -15,7 +15,7 @@ from ..scenes.sampling import decode, SamplingSettings
 from ..scenes.strength_study import parse_strengths, strength_grid
 from ..errors import InputError
 from ..imagery import save_png
-from .common import add_concept_args, add_model_args, add_size_args, image_size, default_out, knowledge, load_concepts, positive_int, safe_stem, sampling_progress
+from .common import add_concept_args, add_model_args, add_size_args, image_size, default_out, knowledge, load_concepts, whole_number, safe_stem, sampling_progress
 
 
 def add_commands(sub) -> None:
@@ -24,9 +24,9 @@ def add_commands(sub) -> None:
     g.add_argument("word", help="scene concept, e.g. airport or 'dense residential'")
     add_model_args(g)
     add_concept_args(g)
-    g.add_argument("--steps", type=positive_int, default=30)
+    g.add_argument("--steps", type=whole_number, default=30)
     g.add_argument("--cfg", type=float, default=7.0)
-    g.add_argument("--seed", type=positive_int, default=0)
+    g.add_argument("--seed", type=whole_number, default=0)
     add_size_args(g)
     g.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"),
                    help="prompt style of the scene prompt expander (default: word2scene, the paper's form)")
@@ -46,21 +46,22 @@ def add_commands(sub) -> None:
     h.add_argument("--words", default="", help="comma-separated words or phrases (default: every content word)")
     h.add_argument("--timesteps", default="100,300,500", help="with --image: DDPM timesteps to noise at")
     h.add_argument("--threshold", type=float, default=0.4, help="mask threshold on the normalised map")
-    h.add_argument("--steps", type=positive_int, default=30)
+    h.add_argument("--steps", type=whole_number, default=30)
     h.add_argument("--cfg", type=float, default=7.0)
-    h.add_argument("--seed", type=positive_int, default=0)
+    h.add_argument("--seed", type=whole_number, default=0)
     add_size_args(h)
     h.add_argument("--negative", default="")
     h.add_argument("--process", metavar="FILE", help="the process as .webp/.gif: x0 prediction and the word maps forming")
     h.add_argument("--process-every", type=int, default=0, help="frame every K steps (default: steps/10)")
     h.add_argument("--out", required=True, help="folder for overlays, grid, masks and scores.json")
+    h.add_argument("--overwrite", action="store_true", help="replace the heat maps of an earlier run in --out (all of them)")
     h.set_defaults(handler=cmd_heatmap)
 
     p = sub.add_parser("prompt", help="expand scene word(s) into a prompt (the scene prompt expander)")
     p.add_argument("words", help="a scene word or phrase, or several separated by commas")
     p.add_argument("--style", default="word2scene", help="word2scene | descriptive | plain")
     p.add_argument("--detail", type=int, default=1, help="detail level 0-3")
-    p.add_argument("--seed", type=positive_int, default=0)
+    p.add_argument("--seed", type=whole_number, default=0)
     p.add_argument("--trigger-words", default=None, help="comma-separated (default: gs, geographic scene)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_prompt)
@@ -73,9 +74,9 @@ def add_commands(sub) -> None:
     gr.add_argument("--strengths", default="0,0.25,0.5,0.75,1", help="columns (default 0,0.25,0.5,0.75,1)")
     gr.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"))
     gr.add_argument("--detail", type=int, default=1, choices=range(4))
-    gr.add_argument("--steps", type=positive_int, default=30)
+    gr.add_argument("--steps", type=whole_number, default=30)
     gr.add_argument("--cfg", type=float, default=7.0)
-    gr.add_argument("--seed", type=positive_int, default=0)
+    gr.add_argument("--seed", type=whole_number, default=0)
     add_size_args(gr)
     gr.add_argument("--out", required=True, help="grid PNG")
     gr.add_argument("--overwrite", action="store_true")
@@ -116,14 +117,26 @@ def cmd_generate(args) -> int:
     return 0
 
 
+HEATMAP_FILES = ("image.png", "grid.png", "scores.json", "overlay_*.png", "mask_*.png")
+
+
+def heatmap_files(out: Path) -> list[Path]:
+    """The files a heat-map run writes in `out` (what --overwrite replaces)."""
+    return sorted({p for pattern in HEATMAP_FILES for p in out.glob(pattern)}) if out.is_dir() else []
+
+
 def cmd_heatmap(args) -> int:
     import torch
     from PIL import Image
 
 
     words = [w.strip() for w in args.words.split(",") if w.strip()]
-    applied = load_concepts(args)
     out = Path(args.out)
+    earlier = heatmap_files(out)
+    if earlier and not args.overwrite:
+        raise InputError("--out", f"{out} holds the heat maps of an earlier run ({len(earlier)} files); pass "
+                                  f"--overwrite to replace them all, or choose another folder")
+    applied = load_concepts(args)
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
     frames = []
@@ -142,6 +155,8 @@ def cmd_heatmap(args) -> int:
     word_maps = heat.words(words, args.threshold)
     labels = word_maps.labels
     m = word_maps.masks()[0]
+    for old in earlier:  # the whole earlier set goes: no old word's overlay stays beside the new ones
+        old.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     save_png(image, out / "image.png", overwrite=True)
     overlays = word_maps.overlays([image])

@@ -149,6 +149,9 @@ def _json(metadata: Mapping[str, str], key: str, default):
         return default
 
 
+MAX_ALPHA_PER_RANK = 1000  # alpha / rank scales the update: far above this, any image is black or noise
+
+
 def _peft_alphas(metadata: Mapping[str, str]) -> dict[str, float]:
     """Per-component alpha/rank scale a diffusers/peft file records (else alpha = rank)."""
     meta = _json(metadata, "lora_adapter_metadata", {})
@@ -207,10 +210,15 @@ def concept_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise InputError(input_name, f"{name}: tensor {module}.{part_name} contains NaN or inf values")
         rank = int(down.shape[0])
+        if rank < 1:
+            raise InputError(input_name, f"{name}: module {module} has rank 0 (no LoRA to apply); accepted: rank 1 or more")
         if "alpha" in p:
             alpha = float(p["alpha"])
         else:
             alpha = scales.get(targets[module][0], 1.0) * rank
+        if not 0 <= alpha <= MAX_ALPHA_PER_RANK * rank:
+            raise InputError(input_name, f"{name}: module {module} has alpha {alpha:g} at rank {rank}; accepted: 0 to "
+                                         f"{MAX_ALPHA_PER_RANK} x rank (LoRAs use about 1 x rank)")
         lora[module] = LoraWeights(down, up, alpha)
     return Concept(_info_from_metadata(metadata, name, lora, "word2scene" if META + "schema" in metadata
                                        else "kohya" if kohya_layout else "diffusers"), lora)
@@ -371,10 +379,7 @@ def save_concept(concept: Concept, path: str | os.PathLike, overwrite: bool = Fa
         info.alpha = info.alpha or float(next(iter(concept.lora.values())).alpha)
         info.module_set = info.module_set or lora_keys.module_set_of(concept.lora)
     tensors = concept.state_dict()
-    try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            save_file(tensors, str(tmp), metadata=concept_metadata(concept, tensors))
-    except OSError as exc:
-        raise InputError("out", f"could not write {path} ({exc.strerror or exc}); any previous file there is intact") from None
+    with atomic_path(path, overwrite=overwrite) as tmp:  # a failed write names the file and keeps the old one
+        save_file(tensors, str(tmp), metadata=concept_metadata(concept, tensors))
     concept.path = path
     return path

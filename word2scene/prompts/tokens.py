@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import InputError
+
 BOS, EOS = 49406, 49407
 CHUNK = 77
 # CLIP's pre-tokenizer: contractions, runs of letters, single digits, punctuation runs
@@ -36,10 +38,20 @@ class Word:
         return self.text if self.occurrence == 1 else f"{self.text}#{self.occurrence}"
 
 
+def check_prompt_text(text: str, input_name: str = "prompt") -> str:
+    """Refuse control characters (tab and newline aside): ComfyUI's tokenizer reads \\x00 and
+    \\x01 as its own escapes, and none of them is a word."""
+    bad = next(((i, c) for i, c in enumerate(text) if ord(c) < 32 and c not in "\t\n\r"), None)
+    if bad is not None:
+        raise InputError(input_name, f"holds the control character U+{ord(bad[1]):04X} at position {bad[0]}; "
+                                     "remove it (only printable text, tabs and newlines are accepted)")
+    return text
+
+
 class PromptLayout:
     """Words of a prompt and their token columns, aligned to the columns a text encoder saw."""
     def __init__(self, text: str, column_tokens: list[int], tokenizer):
-        self.text = text
+        self.text = check_prompt_text(text)
         self.column_tokens = list(column_tokens)
         plain = strip_weights(text)
         units = [(m.group(0), tokenizer(m.group(0), add_special_tokens=False).input_ids) for m in UNIT.finditer(plain)]

@@ -34,7 +34,7 @@ from PIL import Image, ImageFilter
 
 from ..datasets import dataset_hash, load_images, scan_dataset
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import atomic_path, check_writable, output_lock
 from ..models.sd15 import SD15, build_random, file_sha256, load_single_file, mini_configs, save_single_file, tiny_configs
 from ..prompts.tokens import chunk_tokens
 from ..settings import SPLIT, check_ranges, option
@@ -185,6 +185,10 @@ class _Run:
             if self.ema_text is not None:
                 self.ema_text.load_state_dict(state["ema_text"])
         self.vae_step, self.unet_step = int(state["vae_step"]), int(state["unet_step"])
+        for phase, done, goal in (("VAE", self.vae_step, self.cfg.vae_steps), ("UNet", self.unet_step, self.cfg.unet_steps)):
+            if done > goal:
+                raise InputError("resume", f"{path.name} is at {phase} step {done}, past this run's {goal}; give at least "
+                                           f"{done} steps, or start afresh")
         self.losses = {k: list(v) for k, v in state["losses"].items()}
         self.latent_scale = state["latent_scale"]
 
@@ -311,15 +315,22 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
     """Train the mini base model on `dataset` (every class, shifted look) and write it to
     `out` as one fp16 single-file checkpoint. States every cfg.save_every steps beside
     `out` (<stem>.pretrain-<vae step>-<unet step>.pt); `resume` continues one. `init` starts
-    from that checkpoint's weights (and its VAE's latent scale) instead of random ones."""
-    from diffusers import DDPMScheduler
-
+    from that checkpoint's weights (and its VAE's latent scale) instead of random ones. The
+    output folder is checked first, and one run at a time writes an output (a lock beside it)."""
     cfg.check()
     out = Path(out)
     if out.suffix.lower() != ".safetensors":
         raise InputError("out", f"{out.name}: checkpoints end in .safetensors")
     if out.exists() and not overwrite:
         raise InputError("out", f"{out} exists; pass overwrite to replace it")
+    check_writable(out.parent)
+    with output_lock(out):
+        return _pretrain(dataset, out, cfg, kb, resume, init, overwrite, on_progress)
+
+
+def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, overwrite, on_progress) -> Path:
+    from diffusers import DDPMScheduler
+
     samples = scan_dataset(dataset, None, cfg.split, kb)
     data_hash = dataset_hash(samples)
     configs = mini_configs() if cfg.model == "mini" else tiny_configs()

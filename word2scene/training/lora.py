@@ -24,7 +24,7 @@ from ..errors import InputError
 from .states import check_resumable, prune_states, read_state
 from .draws import StepDraws, epoch_order, seeded_generator, step_draws
 from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
-from ..files import atomic_path, safe_relative_name
+from ..files import atomic_path, check_writable, output_lock, safe_relative_name
 from ..imagery import dihedral, save_png
 
 UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
@@ -290,9 +290,13 @@ def _prepare_model(sd: SD15, cfg: TrainConfig, release_unused: bool) -> list[tor
     return [p for _, p in lora_parameters(sd)]
 
 
-def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, scheduler) -> tuple[int, list[float]]:
+def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, scheduler,
+            total: int) -> tuple[int, list[float]]:
     state = read_state(path, STATE_FORMAT)
     check_resumable(state, path, cfg.identity(), data_hash)
+    if int(state["step"]) > total:
+        raise InputError("resume", f"{path.name} is at step {state['step']}, past this run's {total} steps; give at "
+                                   f"least {state['step']} steps (or enough epochs), or start afresh")
     named = dict(lora_parameters(sd))
     with torch.no_grad():
         for n, t in state["lora"].items():
@@ -372,11 +376,21 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     cfg.keep_states kept); `resume` continues one (same final LoRA as an uninterrupted run).
     release_unused frees the VAE (and a frozen text encoder) once cached, when no previews
     need them. The concept records the base checkpoint's file name and sha256 (sd.identity()).
+    The output folder is checked before training starts, and one training at a time writes
+    an output (a lock beside it).
     """
-    from diffusers import DDPMScheduler
-
     cfg.check()
     out = _check_destination(out, overwrite)
+    check_writable(out.parent)
+    with output_lock(out):
+        return _train(sd, dataset, out, cfg, kb, resume, overwrite, device, on_progress, on_preview, should_stop,
+                      release_unused)
+
+
+def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, device, on_progress, on_preview,
+           should_stop, release_unused) -> TrainResult:
+    from diffusers import DDPMScheduler
+
     data = _read_data(dataset, cfg, kb)
     accelerator = _accelerator(cfg, device)
     world = accelerator.num_processes
@@ -394,7 +408,7 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     scheduler = _schedule(optimizer, cfg, total)
     noise_schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
-    start, losses = _resume(Path(resume), sd, cfg, data.hash, optimizer, scheduler) if resume else (0, [])
+    start, losses = _resume(Path(resume), sd, cfg, data.hash, optimizer, scheduler, total) if resume else (0, [])
     unet, optimizer_p, scheduler_p = accelerator.prepare(sd.unet, optimizer, scheduler)
     text_encoder = accelerator.prepare(sd.text_encoder) if cfg.text_encoder else sd.text_encoder
 
@@ -459,10 +473,24 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     summary = {"steps": total, "images": len(data.samples), "skipped_images": data.skipped,
                "final_loss": losses[-1] if losses else None, "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if accelerator.is_main_process:
-        save_concept(concept, out, overwrite=overwrite)
+        _save_or_keep(concept, out, overwrite, lambda: save_state(state_path_for(out, total), sd, optimizer, scheduler,
+                                                                  total, cfg, losses, data.hash))
         if previews:  # the thumbnail concept browsers show beside the file
             save_png(previews[-1][1][0], out.with_suffix(".preview.png"), overwrite=True)
     return TrainResult(concept, out, losses, previews, summary)
+
+
+def _save_or_keep(concept, out: Path, overwrite: bool, keep_state: Callable[[], Path]) -> None:
+    """Save the finished concept; if that fails, keep the trained weights in a state file
+    (resumable: a resume at the last step only saves) and say where they are."""
+    try:
+        save_concept(concept, out, overwrite=overwrite)
+    except InputError as exc:
+        try:
+            kept = f"the trained weights are kept in {keep_state()}; resume from it to save again"
+        except Exception as again:  # the same full disk, most likely
+            kept = f"the trained weights could not be kept either ({again})"
+        raise InputError("out", f"{str(exc)[len(exc.input_name) + 2:]}; {kept}") from exc
 
 
 def blank_preview(cfg: TrainConfig):
