@@ -1,13 +1,14 @@
 """Concept LoRA training on the tiny model and real RS images from shared/data."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED
+from conftest import ROOT, SHARED
 from word2scene.cli import main
 from word2scene.concepts.file import read_concept
 from word2scene.imagery import read_image
@@ -414,3 +415,31 @@ def test_a_failed_final_save_keeps_the_trained_weights(one_class, tmp_path, kb, 
     monkeypatch.setattr(lora, "save_concept", real_save)
     again = train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb, resume=tmp_path / "k.state-000003.pt")
     assert again.path.is_file() and again.summary["steps"] == 3
+
+
+def test_ctrl_c_in_cli_training_stops_with_a_resumable_state(one_class, tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    out = tmp_path / "c.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "word2scene", "train", "--model", "tiny", str(one_class), "--out", str(out),
+                             "--steps", "5000", "--resolution", "64", "--rank", "4", "--save-every", "0",
+                             "--preview-every", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not re.search(r"\b[1-9]\d*/5000", "".join(seen)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    reader.join(timeout=10)
+    message = re.search(r"word2scene: stopped at step (\d+); resume with --resume (\S+)", "".join(seen))
+    assert message, "".join(seen)[-2000:]
+    state = Path(message.group(2))
+    assert state.is_file() and state.name == f"c.state-{int(message.group(1)):06d}.pt"
+    assert not out.exists() and not (tmp_path / "c.safetensors.lock").exists()

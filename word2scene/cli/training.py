@@ -1,12 +1,13 @@
 """Commands that train: train (a concept LoRA), pretrain (the Word2Scene-mini base model)."""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from ..models.sd15 import load_sd15
 from ..training.base_model import pretrain, PretrainConfig
-from ..training.lora import loss_curve, train, TrainConfig, TrainingError
+from ..training.lora import loss_curve, train, TrainConfig, TrainingError, TrainingInterrupted
 from ..errors import InputError
 from ..imagery import save_png
 from ..settings import add_arguments, flags, from_arguments
@@ -62,14 +63,21 @@ def cmd_train(args) -> int:
         for n, image in enumerate(images):
             save_png(image, previews / f"step_{step:06d}_{n}.png", overwrite=True)
 
+    stop = []  # Ctrl-C asks training to stop after its current step and write a state
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     try:
         result = train(sd, args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
                        device=args.device, on_progress=bar.update, on_preview=on_preview,
-                       release_unused=True)
+                       release_unused=True, should_stop=lambda: bool(stop))
+    except TrainingInterrupted as exc:
+        bar.close()
+        print(f"word2scene: stopped at step {exc.step}; resume with --resume {exc.state_path}", file=sys.stderr)
+        return 130
     except TrainingError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGINT, previous)
         bar.close()
     save_png(loss_curve(result.losses), out.with_name(out.stem + ".loss.png"), overwrite=True)
     skipped = result.summary["skipped_images"]
