@@ -8,5 +8,5 @@ class InputError(ValueError):
     """
 
     def __init__(self, input_name: str, message: str):
-        self.input_name = input_name
+        self.input_name, self.message = input_name, message
         super().__init__(f"{input_name}: {message}")

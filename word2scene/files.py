@@ -20,13 +20,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError("out", f"{path} already exists; pass overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError("out", f"cannot write in {path.parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_file(path.parent, f".{path.name}.", ".tmp")
     try:
         try:
             yield tmp_path
@@ -44,16 +38,21 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             tmp_path.unlink()
 
 
-def check_writable(folder: str | os.PathLike, input_name: str = "out") -> None:
-    """Make `folder` if needed and prove a file can be written there, before long work starts."""
-    folder = Path(folder)
+def _new_file(folder: Path, prefix: str, suffix: str = "", input_name: str = "out") -> Path:
+    """A new empty file (mode 0600) in `folder`, made if needed; a folder that cannot take
+    one is an error naming it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".w2s-check.", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     except OSError as exc:
         raise InputError(input_name, f"cannot write in {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def check_writable(folder: str | os.PathLike, input_name: str = "out") -> None:
+    """Prove a file can be written in `folder` (made if needed), before long work starts."""
+    _new_file(Path(folder), ".w2s-check.", input_name=input_name).unlink()
 
 
 def _running(pid: int) -> bool:

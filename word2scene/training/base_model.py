@@ -40,7 +40,7 @@ from ..prompts.tokens import chunk_tokens
 from ..settings import SPLIT, check_ranges, option
 from .draws import seeded_generator
 from .lora import epsilon_loss, pixels_to_tensor
-from .states import check_resumable, prune_states, read_state
+from .states import check_resumable, check_within, prune_states, read_state
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
 # "geographic scene"): the base must not know them, as SD1.5 did not.
@@ -141,7 +141,7 @@ class _Run:
         self.sd, self.cfg, self.out, self.data_hash = sd, cfg, out, data_hash
         self.vae_opt = torch.optim.AdamW(sd.vae.parameters(), lr=cfg.vae_learning_rate, weight_decay=0.0)
         self.unet_opt = torch.optim.AdamW(sd.unet.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-        self.text_opt = torch.optim.AdamW(sd.text_encoder.parameters(), lr=cfg.text_learning_rate or 1.0,
+        self.text_opt = torch.optim.AdamW(sd.text_encoder.parameters(), lr=cfg.text_learning_rate,
                                           weight_decay=0.01)
         self.ema = copy.deepcopy(sd.unet).requires_grad_(False) if cfg.ema_decay else None
         self.ema_text = copy.deepcopy(sd.text_encoder).requires_grad_(False) if cfg.ema_decay else None
@@ -185,10 +185,8 @@ class _Run:
             if self.ema_text is not None:
                 self.ema_text.load_state_dict(state["ema_text"])
         self.vae_step, self.unet_step = int(state["vae_step"]), int(state["unet_step"])
-        for phase, done, goal in (("VAE", self.vae_step, self.cfg.vae_steps), ("UNet", self.unet_step, self.cfg.unet_steps)):
-            if done > goal:
-                raise InputError("resume", f"{path.name} is at {phase} step {done}, past this run's {goal}; give at least "
-                                           f"{done} steps, or start afresh")
+        check_within(path, "VAE step", self.vae_step, self.cfg.vae_steps)
+        check_within(path, "UNet step", self.unet_step, self.cfg.unet_steps)
         self.losses = {k: list(v) for k, v in state["losses"].items()}
         self.latent_scale = state["latent_scale"]
 
@@ -236,8 +234,7 @@ def encode_latents(vae, images: np.ndarray, batch: int = 64) -> tuple[torch.Tens
 
 def caption_tokens(sd: SD15, texts) -> dict[str, torch.Tensor]:
     """{caption: 77 token ids} (the captions are short: one chunk each)."""
-    tokens = {t: torch.tensor(chunk_tokens(sd.tokenizer, t)[:77]) for t in texts}
-    return tokens
+    return {t: torch.tensor(chunk_tokens(sd.tokenizer, t)[:77]) for t in texts}
 
 
 def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolution: int):

@@ -21,7 +21,7 @@ from ..scenes.sampling import encode_prompt, join_contexts, SamplingSettings
 from ..concepts import keys as lora_keys
 from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_caption
 from ..errors import InputError
-from .states import check_resumable, prune_states, read_state
+from .states import check_resumable, check_within, prune_states, read_state
 from .draws import StepDraws, epoch_order, seeded_generator, step_draws
 from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
 from ..files import atomic_path, check_writable, output_lock, safe_relative_name
@@ -294,9 +294,7 @@ def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, s
             total: int) -> tuple[int, list[float]]:
     state = read_state(path, STATE_FORMAT)
     check_resumable(state, path, cfg.identity(), data_hash)
-    if int(state["step"]) > total:
-        raise InputError("resume", f"{path.name} is at step {state['step']}, past this run's {total} steps; give at "
-                                   f"least {state['step']} steps (or enough epochs), or start afresh")
+    check_within(path, "step", int(state["step"]), total)
     named = dict(lora_parameters(sd))
     with torch.no_grad():
         for n, t in state["lora"].items():
@@ -490,7 +488,7 @@ def _save_or_keep(concept, out: Path, overwrite: bool, keep_state: Callable[[], 
             kept = f"the trained weights are kept in {keep_state()}; resume from it to save again"
         except Exception as again:  # the same full disk, most likely
             kept = f"the trained weights could not be kept either ({again})"
-        raise InputError("out", f"{str(exc)[len(exc.input_name) + 2:]}; {kept}") from exc
+        raise InputError("out", f"{exc.message}; {kept}") from exc
 
 
 def blank_preview(cfg: TrainConfig):

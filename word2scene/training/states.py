@@ -31,6 +31,14 @@ def check_resumable(state: dict, path: Path, identity: dict, data_hash: str, def
         raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
 
 
+def check_within(path: Path, counter: str, done: int, goal: int) -> None:
+    """Refuse a state that is already past this run's length: its weights would be saved
+    labelled with fewer steps than they have."""
+    if done > goal:
+        raise InputError("resume", f"{path.name} is at {counter} {done}, past this run's {goal} steps; give at least "
+                                   f"{done} steps (or enough epochs), or start afresh")
+
+
 def prune_states(states: list[Path], keep: int) -> None:
     """Delete all but the newest `keep` of `states` (sorted oldest first); keep 0 = all."""
     for old in states[:-keep] if keep > 0 else []:
