@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..word2scene.concepts.file import load_concept
+from ..word2scene.errors import InputError
 from ..word2scene.scenes.strength_study import parse_strengths, row_label
 from ..word2scene.scenes.render import labelled_grid
 from ..word2scene.scenes.sampling import SamplingSettings
@@ -40,7 +41,10 @@ class StrengthGrid:
              width, height):
         columns = parse_strengths(strengths)
         names = [n.strip() for n in concepts.split(",") if n.strip()]
-        loaded = [load_concept(comfy_bridge.concept_path(n), "concepts") for n in names]
+        if not names:
+            raise InputError("concepts", "is empty; give concept files from the loras folders, comma-separated, one "
+                                         "row each (e.g. word2scene/church-000005.safetensors)")
+        loaded = [load_concept(comfy_bridge.concept_path(n, "concepts"), "concepts") for n in names]
         cells = []
         for concept in loaded:
             row = []

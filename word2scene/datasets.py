@@ -38,7 +38,15 @@ def read_caption_rows(path: Path, required: tuple[str, ...], input_name: str) ->
     """The rows of a captions.jsonl (the format of shared/data): one JSON object per line,
     each with the `required` keys; errors name the file and line."""
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[:exc.start].count(b"\n") + 1
+        raise InputError(input_name, f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the "
+                                     "file as UTF-8") from None
+    except OSError as exc:
+        raise InputError(input_name, f"{path}: cannot be read ({exc.strerror or exc})") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -20,7 +20,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError("out", f"{path} already exists; pass overwrite to replace it")
+    made = _missing_folders(path.parent)
     tmp_path = _new_file(path.parent, f".{path.name}.", ".tmp")
+    written = False
     try:
         try:
             yield tmp_path
@@ -28,14 +30,42 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
                 os.fsync(f.fileno())
             os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; written files follow the umask
             os.replace(tmp_path, path)
-        except Exception as exc:  # a full disk, for one, comes as the safetensors library's own error
-            if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
-                raise InputError("out", f"could not write {path}: {getattr(exc, 'strerror', None) or exc}; any "
-                                        "previous file there is intact") from exc
+            written = True
+        except Exception as exc:  # a full disk comes as safetensors' own error, or torch.save's RuntimeError
+            full = _disk_full(path.parent)
+            if full or isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
+                reason = "No space left on device" if full else getattr(exc, "strerror", None) or exc
+                raise InputError("out", f"could not write {path}: {reason}; any previous file there is "
+                                        "intact") from exc
             raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        if not written:
+            _remove_empty(made)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove these folders (deepest first) while they are empty."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
+def _disk_full(folder: Path) -> bool:
+    """Under 64 KiB left for this user in `folder`'s file system."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def _new_file(folder: Path, prefix: str, suffix: str = "", input_name: str = "out") -> Path:
@@ -52,7 +82,9 @@ def _new_file(folder: Path, prefix: str, suffix: str = "", input_name: str = "ou
 
 def check_writable(folder: str | os.PathLike, input_name: str = "out") -> None:
     """Prove a file can be written in `folder` (made if needed), before long work starts."""
+    made = _missing_folders(Path(folder))
     _new_file(Path(folder), ".w2s-check.", input_name=input_name).unlink()
+    _remove_empty(made)  # no empty folders left behind: the real write makes them again
 
 
 def _running(pid: int) -> bool:
@@ -71,6 +103,10 @@ def output_lock(path: str | os.PathLike, input_name: str = "out") -> Iterator[Pa
     lock whose process is gone (a killed run) is stale and taken over."""
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(input_name, f"cannot write in {path.parent}: {exc.strerror or exc}") from None
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -86,8 +122,12 @@ def output_lock(path: str | os.PathLike, input_name: str = "out") -> Iterator[Pa
             lock.unlink(missing_ok=True)  # stale: the process that took it is gone
     else:
         raise InputError(input_name, f"could not take the lock {lock}")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+    except OSError as exc:
+        lock.unlink(missing_ok=True)
+        raise InputError(input_name, f"cannot write the lock {lock}: {exc.strerror or exc}") from None
     try:
         yield lock
     finally:

@@ -55,6 +55,20 @@ def read_image(path: Path, bands: tuple[int, ...] = (1, 2, 3), stretch: tuple[fl
     return Image.fromarray(stretch_to_uint8(chosen, stretch))
 
 
+def open_image(path: str | os.PathLike, input_name: str, bands: tuple[int, ...] = (1, 2, 3)) -> Image.Image:
+    """read_image for a file the user named: missing or unreadable is an error naming the input."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(input_name, f"{path} does not exist or is not a file")
+    try:
+        return read_image(path, bands)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
+        raise InputError(input_name, f"{path} cannot be read as an image ({type(exc).__name__}); "
+                                     "give a PNG, JPEG, TIFF, BMP or WebP file") from None
+
+
 def stretch_to_uint8(array: np.ndarray, percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
     """Per-band percentile stretch of any numeric H x W x C array to uint8."""
     out = np.empty(array.shape, dtype=np.uint8)

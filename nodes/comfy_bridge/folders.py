@@ -24,14 +24,14 @@ def concept_names() -> list[str]:
     return sorted(n for n in folder_paths.get_filename_list(LORA_FOLDER) if n.lower().endswith(".safetensors"))
 
 
-def concept_path(name: str) -> str:
+def concept_path(name: str, input_name: str = "concept_name") -> str:
     """Full path of a listed concept file; names that leave the loras folders are refused."""
     import folder_paths
 
-    name = safe_relative_name("concept_name", name)
+    name = safe_relative_name(input_name, name)
     path = folder_paths.get_full_path(LORA_FOLDER, name)
     if path is None:
-        raise InputError("concept_name", f"{name!r} is not in ComfyUI's loras folders "
+        raise InputError(input_name, f"{name!r} is not in ComfyUI's loras folders "
                                          f"({', '.join(folder_paths.get_folder_paths(LORA_FOLDER))})")
     return path
 
@@ -102,12 +102,12 @@ def checkpoint_path(name: str) -> str:
     return path
 
 
-def dataset_folder(path: str):
+def dataset_folder(path: str, input_name: str = "dataset"):
     """An absolute folder, or one relative to ComfyUI's input directory."""
+    if not isinstance(path, str) or not path.strip():
+        raise InputError(input_name, "give a folder of images (absolute, or relative to ComfyUI's input folder)")
     import folder_paths
 
-    if not isinstance(path, str) or not path.strip():
-        raise InputError("dataset", "give a folder of training images (absolute, or relative to ComfyUI's input folder)")
     folder = Path(path.strip()).expanduser()
     return folder if folder.is_absolute() else Path(folder_paths.get_input_directory()) / folder
 

@@ -81,7 +81,11 @@ def test_existing_out_needs_overwrite(tmp_path, capsys):
 def test_strength_out_of_range_from_cli(tiny, tmp_path, capsys):
     path = save_concept(make_concept(model_shapes(tiny)), tmp_path / "c.safetensors")
     assert main(["generate", "airport", *FAST, "--concept", str(path), "--strength", "5", "--out", str(tmp_path / "o.png")]) == 2
-    assert "strength_model: 5.0 is outside the accepted range" in capsys.readouterr().err
+    assert "error: --strength: 5.0 is outside the accepted range" in capsys.readouterr().err
+    # a cheap input is checked before the model loads: a missing checkpoint is not reached
+    assert main(["generate", "airport", "--checkpoint", str(tmp_path / "none.safetensors"), "--width", "64",
+                 "--concept", str(path), "--strength-clip", "-7"]) == 2
+    assert "error: --strength-clip: -7.0 is outside the accepted range" in capsys.readouterr().err
 
 
 def test_info_prints_metadata(tiny, tmp_path, capsys):

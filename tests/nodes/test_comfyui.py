@@ -175,6 +175,9 @@ def test_bad_concept_is_a_clear_error_and_the_server_lives(server):
     messages = json.dumps(entry["status"]["messages"])
     assert "NaN or inf" in messages and "concept_name" in messages
     assert server.get("/system_stats")  # still answering
+    answer = server.get("/word2scene/concept?name=" + "missing/none.safetensors")
+    assert re.search(r"is not in ComfyUI's loras folders \(loras(, loras)*\)", answer["error"]), answer
+    assert str(server.base) not in json.dumps(answer)  # the page never learns where the server keeps files
     with pytest.raises(RuntimeError, match="400"):
         server.post("/prompt", {"prompt": _one_word_prompt(server, "../../escape.safetensors")})
 
@@ -256,6 +259,9 @@ def test_strength_grid_workflow(server):
     prompt["2"]["inputs"]["strengths"] = "0, 9"
     bad = server.run_prompt(prompt)
     assert bad["status"]["status_str"] == "error" and "strengths" in json.dumps(bad["status"]["messages"])
+    prompt["2"]["inputs"].update(strengths="0, 1", concepts=" , ")
+    empty = json.dumps(server.run_prompt(prompt)["status"]["messages"])
+    assert "concepts: is empty" in empty and server.get("/system_stats")
 
 
 @pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")

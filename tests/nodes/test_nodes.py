@@ -55,6 +55,21 @@ def test_apply_concept_refuses_strength_out_of_range(pack):
         pack.NODE_CLASS_MAPPINGS["W2S_ApplyConcept"]().apply(None, None, None, 1.0, 7.0)
 
 
+@pytest.mark.parametrize("node, call, message", [
+    ("W2S_StrengthGrid", lambda n: n.grid(None, None, None, " , ", "0, 1", "gs, airport", "", 0, 2, 7.0, "ddim",
+                                          "ddim_uniform", 64, 64), "concepts: is empty"),
+    ("W2S_ExplainImage", lambda n: n.explain(__import__("torch").zeros(1, 5, 64, 3), None, None, None, "airport",
+                                             "100", 0), "image: 64 x 5 px is too small to explain"),
+    ("W2S_Evaluate", lambda n: n.evaluate(None, "  ", "airport", "scenes.safetensors", "(same as features)"),
+     "reference_folder: give a folder of images"),
+])
+def test_nodes_name_the_input_that_is_wrong(pack, node, call, message):
+    errors = sys.modules["Word2Scene pack-under test.word2scene.errors"]
+    with pytest.raises(errors.InputError) as caught:
+        call(pack.NODE_CLASS_MAPPINGS[node]())
+    assert str(caught.value).startswith(message)
+
+
 def _our_inputs(cls) -> dict:
     try:
         spec = cls.INPUT_TYPES()

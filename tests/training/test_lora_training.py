@@ -343,7 +343,7 @@ def test_gpu_bench_smoke_run_on_cpu():
 def test_step_draws_are_a_pure_function_of_their_arguments():
     from word2scene.training.draws import epoch_order, step_draws
 
-    args = dict(seed=3, global_batch=17, process=0, batch=4, variants=8, latent_shape=(4, 8, 8), num_timesteps=1000,
+    args = dict(seed=3, global_batch=17, first=0, batch=4, variants=8, latent_shape=(4, 8, 8), num_timesteps=1000,
                 noise_offset=0.1, caption_dropout=0.5)
     torch.manual_seed(0)
     before = torch.random.get_rng_state()
@@ -353,8 +353,13 @@ def test_step_draws_are_a_pure_function_of_their_arguments():
         assert torch.equal(getattr(a, field), getattr(b, field))
     assert a.drop_caption == b.drop_caption and len(a.drop_caption) == 4
     assert a.noise.shape == a.latent_eps.shape == (4, 4, 8, 8) and int(a.variant.max()) < 8
-    for change in ({"global_batch": 18}, {"process": 1}, {"seed": 4}):
+    for change in ({"global_batch": 18}, {"first": 1}, {"seed": 4}):
         assert not torch.equal(step_draws(**{**args, **change}).noise, a.noise), change
+    # two processes taking samples 0-1 and 2-3 draw exactly the one-process batch of 4
+    halves = [step_draws(**{**args, "first": first, "batch": 2}) for first in (0, 2)]
+    for field in ("variant", "latent_eps", "noise", "timesteps"):
+        assert torch.equal(torch.cat([getattr(h, field) for h in halves]), getattr(a, field))
+    assert halves[0].drop_caption + halves[1].drop_caption == a.drop_caption
     assert torch.equal(epoch_order(3, 2, 10), epoch_order(3, 2, 10))
     assert sorted(epoch_order(3, 2, 10).tolist()) == list(range(10))
     assert not torch.equal(epoch_order(3, 2, 10), epoch_order(3, 3, 10))

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..concepts.file import load_concept
+from ..concepts.file import check_strength, load_concept
 from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, native_resolution
 from ..prompts.knowledge import load_knowledge
 from ..errors import InputError
@@ -57,7 +57,13 @@ def image_size(args) -> dict[str, int]:
     return {"width": args.width or native, "height": args.height or args.width or native}
 
 
+def name_inputs(p: argparse.ArgumentParser, **names: str) -> None:
+    """Tell errors about core input `name` as this command's option (see cli.input_flag)."""
+    p.set_defaults(input_names={**(p.get_default("input_names") or {}), **names})
+
+
 def add_concept_args(p: argparse.ArgumentParser) -> None:
+    name_inputs(p, strength_model="--strength", strength_clip="--strength-clip")
     p.add_argument("--concept", action="append", default=[], metavar="FILE",
                    help="concept (LoRA) .safetensors; repeat to stack concepts")
     p.add_argument("--strength", action="append", type=float, default=[], metavar="S",
@@ -75,11 +81,14 @@ def load_concepts(args) -> list:
         paths = [MINI_CONCEPT]
     for n, path in enumerate(paths):
         concept = load_concept(path, "--concept")
-        strength = args.strength[n] if n < len(args.strength) else concept.info.recommended_strength
-        strength_clip = args.strength_clip[n] if n < len(args.strength_clip) else strength
+        strength = check_strength("--strength", args.strength[n]) if n < len(args.strength) \
+            else concept.info.recommended_strength
+        strength_clip = check_strength("--strength-clip", args.strength_clip[n]) if n < len(args.strength_clip) \
+            else strength
         applied.append((concept, strength, strength_clip))
-    if len(args.strength) > len(paths):
-        raise InputError("--strength", "given more often than --concept; give one per concept")
+    for flag, given in (("--strength", args.strength), ("--strength-clip", args.strength_clip)):
+        if len(given) > len(paths):
+            raise InputError(flag, "given more often than --concept; give one per concept")
     return applied
 
 

@@ -8,7 +8,7 @@ from ..concepts.file import read_concept
 from ..prompts.knowledge import _parse_file, load_knowledge
 from ..prompts.mining import mine, read_captions
 from ..prompts.review import merge_review, write_review
-from .common import count, knowledge
+from .common import count, knowledge, name_inputs
 
 
 def add_commands(sub) -> None:
@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
     cg = csub.add_parser("merge", help="merge an expert-reviewed file into a user knowledge file")
     cg.add_argument("review")
     cg.add_argument("--into", required=True, help="user knowledge YAML (created or updated)")
+    name_inputs(cg, out="--into")
     c.set_defaults(handler=cmd_concepts)
 
     i = sub.add_parser("info", help="print a concept file's metadata")

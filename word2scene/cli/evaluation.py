@@ -4,18 +4,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..concepts.file import load_concept
+from ..concepts.file import check_strength, load_concept
 from ..evaluation.classifier import accuracy, ClassifierConfig, save_classifier, train_classifier
 from ..evaluation.extractors import load_extractor
-from ..evaluation.image_sets import image_set, labels
+from ..evaluation.image_sets import held_out_split, image_set, labels
 from ..evaluation.protocol import evaluate_protocol, generate_images, protocol_grid, ProtocolSettings, resolve_concepts
 from ..evaluation.scoring import evaluate, EvaluationSettings
 from ..models.sd15 import load_sd15, native_resolution
 from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import parse_strengths
 from ..errors import InputError
-from ..files import write_text_atomic
-from .common import add_model_args, count, knowledge, split_arg, whole_number
+from ..files import check_writable, write_text_atomic
+from .common import add_model_args, count, name_inputs, knowledge, split_arg, whole_number
 
 
 def add_commands(sub) -> None:
@@ -66,6 +66,7 @@ def add_commands(sub) -> None:
     pr.add_argument("--no-grid", action="store_true")
     add_feature_args(pr)
     pr.set_defaults(device="auto")
+    name_inputs(pr, width="--size", height="--size", strengths="--grid-strengths")
     pr.set_defaults(handler=cmd_protocol)
 
     cf = sub.add_parser("classifier", help="scene classifiers: train one offline, test its accuracy")
@@ -87,7 +88,8 @@ def add_commands(sub) -> None:
     cte = cfs.add_parser("test", help="overall and per-class accuracy of a classifier")
     cte.add_argument("data", help="real images with classes")
     cte.add_argument("--classifier", required=True, help="classifier .safetensors")
-    cte.add_argument("--split", default="heldout", help="captions.jsonl split (default heldout; 'all' for every row)")
+    cte.add_argument("--split", default=None, help="captions.jsonl split (default: its held-out split, heldout or "
+                     "test; 'all' for every image, needed for class folders without captions.jsonl)")
     cf.set_defaults(handler=cmd_classifier)
 
 
@@ -102,6 +104,8 @@ def _evaluation_settings(args):
 def cmd_evaluate(args) -> int:
     generated = image_set(args.generated, "--generated")
     reference = image_set(args.reference, "--reference", split_arg(args.reference_split))
+    if args.out:
+        check_writable(Path(args.out).parent, "--out")
     report = evaluate(generated, reference, _evaluation_settings(args))
     text = report.to_markdown()
     if args.out:
@@ -117,6 +121,7 @@ def cmd_protocol(args) -> int:
 
 
     kb = knowledge()
+    check_strength("--strength", args.strength)
     settings = ProtocolSettings(
         concepts=[w.strip() for w in args.concepts.split(",") if w.strip()], images_per_concept=args.images,
         seed=args.seed, strength=args.strength, grid=not args.no_grid, grid_word=args.grid_word,
@@ -136,6 +141,7 @@ def cmd_protocol(args) -> int:
             if path:
                 load_extractor(path, "--" + name.replace("_", "-"))  # kept loaded for the evaluation
     concept = load_concept(args.concept, "--concept") if args.concept else None
+    check_writable(args.out, "--out")
     grid_concepts = [load_concept(p, "--grid-concept") for p in args.grid_concept] or ([concept] if concept else [])
     # auto: each worker's own accelerator (accelerate launch), else the CPU; gloo across CPU workers (torchrun)
     state = PartialState(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
@@ -166,7 +172,7 @@ def cmd_protocol(args) -> int:
 
 def cmd_classifier(args) -> int:
     if args.action == "test":
-        items = image_set(args.data, "data", split_arg(args.split))
+        items = image_set(args.data, "data", split_arg(args.split or held_out_split(args.data)))
         result = accuracy(load_extractor(args.classifier, "--classifier"), items)
         print(f"overall accuracy {result.overall:.1%} on {result.images} images")
         for cls, value in result.per_class.items():
@@ -176,6 +182,7 @@ def cmd_classifier(args) -> int:
     if out.exists() and not args.overwrite:
         raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
     items = image_set(args.data, "data", split_arg(args.split))
+    check_writable(out.parent, "--out")
     config = ClassifierConfig(arch=args.arch, width=args.width, input_size=args.size, epochs=args.epochs,
                               batch_size=args.batch, learning_rate=args.lr, seed=args.seed, init=args.init)
 

@@ -8,13 +8,14 @@ from ..concepts.file import load_concept
 from ..concepts.patching import apply_concepts
 from ..models.sd15 import load_sd15
 from ..prompts.expander import expand
-from ..scenes.heatmaps import explain_image, generate_with_heatmaps, parse_timesteps
+from ..scenes.heatmaps import check_explainable, explain_image, generate_with_heatmaps, parse_timesteps
 from ..scenes.pipeline import make_scene, scene_prompt
 from ..scenes.render import grid, mask_image, overlay, save_animation
 from ..scenes.sampling import decode, SamplingSettings
 from ..scenes.strength_study import parse_strengths, strength_grid
 from ..errors import InputError
-from ..imagery import save_png
+from ..files import check_writable, write_text_atomic
+from ..imagery import open_image, save_png
 from .common import add_concept_args, add_model_args, add_size_args, image_size, default_out, knowledge, load_concepts, whole_number, safe_stem, sampling_progress
 
 
@@ -95,6 +96,7 @@ def cmd_generate(args) -> int:
     out = Path(args.out) if args.out else default_out(word, args.seed)
     if out.exists() and not args.overwrite:
         raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    check_writable(out.parent, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
     triggers = applied[0][0].info.trigger_words if applied else None
@@ -127,8 +129,6 @@ def heatmap_files(out: Path) -> list[Path]:
 
 def cmd_heatmap(args) -> int:
     import torch
-    from PIL import Image
-
 
     words = [w.strip() for w in args.words.split(",") if w.strip()]
     out = Path(args.out)
@@ -137,16 +137,15 @@ def cmd_heatmap(args) -> int:
         raise InputError("--out", f"{out} holds the heat maps of an earlier run ({len(earlier)} files); pass "
                                   f"--overwrite to replace them all, or choose another folder")
     applied = load_concepts(args)
+    if args.image:  # the same reader as training: 16-bit and multi-band imagery stretched to 8 bits
+        real_image = check_explainable(open_image(args.image, "--image"), "--image")
+        timesteps = parse_timesteps(args.timesteps, "--timesteps")
+    check_writable(out, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
     frames = []
     if args.image:
-        path = Path(args.image)
-        if not path.is_file():
-            raise InputError("--image", f"{path} does not exist")
-        timesteps = parse_timesteps(args.timesteps, "--timesteps")
-        with Image.open(path) as im:
-            image, heat = explain_image(sd, im.convert("RGB"), args.prompt, timesteps, args.seed)
+        image, heat = explain_image(sd, real_image, args.prompt, timesteps, args.seed)
     else:
         settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, negative=args.negative,
                                     **image_size(args)).check()
@@ -157,7 +156,6 @@ def cmd_heatmap(args) -> int:
     m = word_maps.masks()[0]
     for old in earlier:  # the whole earlier set goes: no old word's overlay stays beside the new ones
         old.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     save_png(image, out / "image.png", overwrite=True)
     overlays = word_maps.overlays([image])
     for i, label in enumerate(labels):
@@ -167,7 +165,7 @@ def cmd_heatmap(args) -> int:
     scores = {"prompt": args.prompt, "words": labels, "scores": word_maps.scores(),
               "threshold": args.threshold, "passes": heat.passes, "note": heat.note,
               "capture_bytes": heat.capture.nbytes()}
-    (out / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False))
+    write_text_atomic(out / "scores.json", json.dumps(scores, indent=2, ensure_ascii=False), overwrite=True)
     if args.process and frames:
         panels = [grid([x0] + [overlay(x0, maps_[j], lab) for j, lab in enumerate(labs)], columns=len(labs) + 1)
                   for x0, labs, maps_ in frames]
@@ -196,6 +194,7 @@ def cmd_grid(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    check_writable(out.parent, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     expansion = scene_prompt(sd, args.word, style=args.style, detail=args.detail, seed=args.seed,
                              trigger_words=concepts[0].info.trigger_words, kb=knowledge())

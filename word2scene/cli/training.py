@@ -79,6 +79,8 @@ def cmd_train(args) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
+    if not result.main_process:  # one process of several: the main one writes and reports
+        return 0
     save_png(loss_curve(result.losses), out.with_name(out.stem + ".loss.png"), overwrite=True)
     skipped = result.summary["skipped_images"]
     print(f"wrote {out}: {result.summary['steps']} steps on {result.summary['images']} images, final loss "

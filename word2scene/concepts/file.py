@@ -287,7 +287,7 @@ def load_concept(path: str | os.PathLike, input_name: str = "concept") -> Concep
     try:
         concept = _cached(os.path.realpath(path), st.st_mtime_ns, st.st_size)
     except InputError as exc:
-        raise InputError(input_name, str(exc).split(": ", 1)[1]) from None
+        raise InputError(input_name, exc.message) from None
     concept.path = path
     return concept
 

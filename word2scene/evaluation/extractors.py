@@ -88,7 +88,7 @@ def read_weights(path: str | Path, input_name: str) -> tuple[dict[str, torch.Ten
     try:
         state, metadata = read_state_dict(path, input_name)
     except InputError as exc:
-        raise InputError(input_name, f"{path} cannot be read as weights ({str(exc).split(': ', 1)[1]}); "
+        raise InputError(input_name, f"{path} cannot be read as weights ({exc.message}); "
                                      f"pass {ACCEPTED}") from None
     return {k.removeprefix("module."): v for k, v in state.items()}, metadata
 

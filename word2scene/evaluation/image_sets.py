@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..imagery import IMAGE_SUFFIXES, read_image
-from ..datasets import scan_dataset
+from ..imagery import IMAGE_SUFFIXES, open_image
+from ..datasets import read_caption_rows, scan_dataset
 from ..errors import InputError
 
 
@@ -38,8 +38,26 @@ def image_set(root: str | Path, input_name: str, split: str | None = None) -> li
     try:
         samples = scan_dataset(root, split=split)
     except InputError as exc:
-        raise InputError(input_name, str(exc).split(": ", 1)[1]) from None
+        raise InputError(input_name, exc.message) from None
     return [LabelledImage(s.image, class_key(s.concept)) for s in samples]
+
+
+HELD_OUT_SPLITS = ("heldout", "test")
+
+
+def held_out_split(root: str | Path, input_name: str = "--split") -> str:
+    """The held-out split of a captions.jsonl folder ('heldout' or 'test'). Class folders
+    without one have no held-out split: testing there is an explicit choice (split all)."""
+    jsonl = Path(root) / "captions.jsonl"
+    if not jsonl.is_file():
+        raise InputError(input_name, f"{root} has no captions.jsonl, so no held-out split; pass 'all' to test on every "
+                                     "image (if the classifier trained on them, that scores its training images)")
+    splits = {str(row.get("split")) for row in read_caption_rows(jsonl, (), "data")}
+    for name in HELD_OUT_SPLITS:
+        if name in splits:
+            return name
+    raise InputError(input_name, f"{jsonl} has no held-out split ({' or '.join(HELD_OUT_SPLITS)}); its splits: "
+                                 f"{', '.join(sorted(splits))}; pass one of them or 'all'")
 
 
 def labels(items: list[LabelledImage]) -> list[str]:
@@ -50,11 +68,4 @@ def labels(items: list[LabelledImage]) -> list[str]:
 def read_images(items: list[LabelledImage], input_name: str) -> list[Image.Image]:
     """RGB images of a set; an unreadable file is an error naming it (a metric over fewer
     images than asked would be silently different)."""
-    images = []
-    for item in items:
-        try:
-            images.append(read_image(item.path))
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
-            raise InputError(input_name, f"{item.path} cannot be read as an image ({type(exc).__name__}); "
-                                         "remove or replace it") from None
-    return images
+    return [open_image(item.path, input_name) for item in items]

@@ -72,7 +72,13 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
             raise InputError("review", f"{where}: expected a mapping with proposals")
         concept = entry.get("concept") or kb.find(str(cls)) or _snake(str(cls), where)
         kept: list[tuple[str, str]] = []
-        for n, proposal in enumerate(entry.get("proposals") or []):
+        proposals = entry.get("proposals") or []
+        if not isinstance(proposals, list):
+            raise InputError("review", f"{where}.proposals: expected a list of proposals, as `concepts mine` writes")
+        for n, proposal in enumerate(proposals):
+            if not isinstance(proposal, dict):
+                raise InputError("review", f"{where}.proposals[{n}]: expected a mapping with kind, text and decision; "
+                                           f"found {proposal!r}")
             decision = str(proposal.get("decision", "pending")).strip().lower()
             if decision not in DECISIONS:
                 raise InputError("review", f"{where}.proposals[{n}] ({proposal.get('text')!r}): decision {decision!r}; "
@@ -81,9 +87,14 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
             text = proposal.get("amended") if decision == "amend" else proposal.get("text")
             if decision == "amend" and not (isinstance(text, str) and text.strip()):
                 raise InputError("review", f"{where}.proposals[{n}]: decision amend needs the new text in `amended`")
+            if decision == "adopt" and not (isinstance(text, str) and text.strip()):
+                raise InputError("review", f"{where}.proposals[{n}]: decision adopt needs a `text`; found {text!r}")
             if decision in ("adopt", "amend"):
                 kept.append((_field(proposal.get("kind"), f"{where}.proposals[{n}]"), text.strip()))
-        for n, added in enumerate(entry.get("add") or []):
+        added_list = entry.get("add") or []
+        if not isinstance(added_list, list):
+            raise InputError("review", f"{where}.add: expected a list of {{kind: element, text: ...}}")
+        for n, added in enumerate(added_list):
             if not isinstance(added, dict) or not str(added.get("text", "")).strip():
                 raise InputError("review", f"{where}.add[{n}]: expected {{kind: element, text: ...}}")
             kept.append((_field(added.get("kind"), f"{where}.add[{n}]"), str(added["text"]).strip()))

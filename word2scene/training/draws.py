@@ -1,6 +1,7 @@
 """The randomness of training, as pure functions: every draw of step k comes from
 (seed, k), the data order of epoch e from (seed, e), so a resumed run draws exactly what an
-uninterrupted one would, on any device and with any number of processes."""
+uninterrupted one would, on any device and with any number of processes (draws are per sample, keyed by its
+place in the global batch)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,17 +32,22 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=seeded_generator(seed, 1, epoch))
 
 
-def step_draws(seed: int, global_batch: int, process: int, batch: int, variants: int, latent_shape: tuple[int, ...],
+def step_draws(seed: int, global_batch: int, first: int, batch: int, variants: int, latent_shape: tuple[int, ...],
                num_timesteps: int, noise_offset: float = 0.0, caption_dropout: float = 0.0) -> StepDraws:
-    """All randomness of micro-batch `global_batch` on process `process`, a pure function of
-    its arguments: the same draws whether a run is resumed or not, on any device."""
-    g = seeded_generator(seed, 2, global_batch, process)
-    shape = (batch, *latent_shape)
-    variant = torch.randint(0, variants, (batch,), generator=g)
-    latent_eps = torch.randn(shape, generator=g)
-    noise = torch.randn(shape, generator=g)
-    if noise_offset:
-        noise = noise + noise_offset * torch.randn(shape[:2] + (1, 1), generator=g)
-    timesteps = torch.randint(0, num_timesteps, (batch,), generator=g)
-    drop = (torch.rand(batch, generator=g) < caption_dropout).tolist()
-    return StepDraws(variant, latent_eps, noise, timesteps, drop)
+    """All randomness of the samples first .. first + batch - 1 of micro-batch `global_batch`
+    (their places in the global batch), a pure function of its arguments. Each sample's draws
+    come from (seed, global_batch, place), so a process's share is the same slice whether one
+    process takes the whole global batch or several split it, and a resumed run draws as an
+    uninterrupted one, on any device."""
+    variant, latent_eps, noise, timesteps, drop = [], [], [], [], []
+    for place in range(first, first + batch):
+        g = seeded_generator(seed, 2, global_batch, place)
+        variant.append(torch.randint(0, variants, (1,), generator=g))
+        latent_eps.append(torch.randn((1, *latent_shape), generator=g))
+        eps = torch.randn((1, *latent_shape), generator=g)
+        if noise_offset:
+            eps = eps + noise_offset * torch.randn((1, latent_shape[0], 1, 1), generator=g)
+        noise.append(eps)
+        timesteps.append(torch.randint(0, num_timesteps, (1,), generator=g))
+        drop.append(bool(torch.rand(1, generator=g) < caption_dropout))
+    return StepDraws(torch.cat(variant), torch.cat(latent_eps), torch.cat(noise), torch.cat(timesteps), drop)

@@ -4,7 +4,9 @@ order of epoch e from (seed, e), and checkpoints carry LoRA, optimizer and sched
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -136,6 +138,7 @@ class TrainResult:
     losses: list[float]
     previews: list  # [(step, [PIL images])]
     summary: dict
+    main_process: bool = True  # False on the other processes of a multi-process run: they write nothing
 
 
 @dataclass
@@ -380,7 +383,8 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     cfg.check()
     out = _check_destination(out, overwrite)
     check_writable(out.parent)
-    with output_lock(out):
+    # one lock per run: on several processes (torchrun, accelerate launch) the main one holds it
+    with output_lock(out) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return _train(sd, dataset, out, cfg, kb, resume, overwrite, device, on_progress, on_preview, should_stop,
                       release_unused)
 
@@ -407,7 +411,9 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
     scheduler = _schedule(optimizer, cfg, total)
     noise_schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
     start, losses = _resume(Path(resume), sd, cfg, data.hash, optimizer, scheduler, total) if resume else (0, [])
-    unet, optimizer_p, scheduler_p = accelerator.prepare(sd.unet, optimizer, scheduler)
+    # the scheduler stays ours: accelerate's wrapper steps it once per process, which would run the
+    # schedule N times too fast on N processes (total already counts the global batch)
+    unet, optimizer_p = accelerator.prepare(sd.unet, optimizer)
     text_encoder = accelerator.prepare(sd.text_encoder) if cfg.text_encoder else sd.text_encoder
 
     last_state = list_states(out)[-1] if list_states(out) else None
@@ -428,7 +434,7 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
                     picks = order[slot * per_step:(slot + 1) * per_step].tolist()
                     picks = picks[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
                     index = torch.tensor([data.expanded[i] for i in picks])
-                    draws = step_draws(cfg.seed, global_batch, rank, len(index), cache.mean.shape[1],
+                    draws = step_draws(cfg.seed, global_batch, rank * cfg.batch_size, len(index), cache.mean.shape[1],
                                        tuple(cache.mean.shape[2:]), noise_schedule.config.num_train_timesteps,
                                        cfg.noise_offset, cfg.caption_dropout)
                     loss = _micro_batch_loss(sd, unet, text_encoder, cache, draws, index, cfg, noise_schedule, accelerator)
@@ -440,12 +446,14 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                     optimizer_p.step()
-                    scheduler_p.step()
+                    if accelerator.sync_gradients and not optimizer_p.step_was_skipped:
+                        scheduler.step()
                     optimizer_p.zero_grad(set_to_none=True)
-                    step_loss += float(loss.detach()) / cfg.grad_accumulation
+                    # the loss of the whole global batch, as one process taking it all would log it
+                    step_loss += float(accelerator.reduce(loss.detach(), "mean")) / cfg.grad_accumulation
             losses.append(step_loss)
             done = step + 1
-            if on_progress is not None:
+            if on_progress is not None and accelerator.is_main_process:
                 elapsed = time.perf_counter() - t0
                 rate = (done - start) / elapsed if elapsed > 0 else 0.0
                 on_progress(Progress(done, total, step_loss, scheduler.get_last_lr()[0], elapsed,
@@ -475,7 +483,7 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
                                                                   total, cfg, losses, data.hash))
         if previews:  # the thumbnail concept browsers show beside the file
             save_png(previews[-1][1][0], out.with_suffix(".preview.png"), overwrite=True)
-    return TrainResult(concept, out, losses, previews, summary)
+    return TrainResult(concept, out, losses, previews, summary, accelerator.is_main_process)
 
 
 def _save_or_keep(concept, out: Path, overwrite: bool, keep_state: Callable[[], Path]) -> None:
