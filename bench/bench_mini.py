@@ -172,7 +172,7 @@ def main() -> int:
                 halves.append(accuracy(classifier, sub, images=[im for im, h in zip(images, half) if h]).overall)
         scores = look(images)
         is_trained = np.array([i.label in trained for i in items])
-        report = evaluate(items, test, EvaluationSettings(features=str(clf_path), kid_subset_size=min(100, len(items))),
+        report = evaluate(items, test, EvaluationSettings(features=str(clf_path)),
                           generated_images=images, groups={"trained": sorted(trained)}) \
             if name != "real test images" else None
         fid = report.value("FID") if report else 0.0

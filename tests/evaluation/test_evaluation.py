@@ -1,5 +1,6 @@
 """Evaluation: GSHPS, FID, KID against hand computations; weight files and extractors;
 a scene classifier trained on the shared data; evaluate() and its CLI; bad input."""
+import re
 import json
 import shutil
 
@@ -74,9 +75,12 @@ def test_kid_is_the_unbiased_polynomial_mmd():
     m = 20
     expected = ((k(a, a).sum() - np.trace(k(a, a))) / (m * (m - 1)) + (k(b, b).sum() - np.trace(k(b, b))) / (m * (m - 1))
                 - 2 * k(a, b).mean())
-    mean, std = kid(a, b, subsets=3, subset_size=50)  # subsets of all 20: every subset is the whole set
+    mean, std = kid(a, b, subsets=3, subset_size=20)  # subsets of all 20: every subset is the whole set
     assert mean == pytest.approx(expected, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
     assert kid(a, a, subsets=5, subset_size=10)[0] < mean
+    with pytest.raises(InputError, match=r"^kid_subset_size: 21 is not accepted for sets of 20 generated and 20 "
+                                         r"reference images; use 2 to 20"):
+        kid(a, b, subsets=3, subset_size=21)  # as torch-fidelity: no silent cap
 
 
 def test_metrics_refuse_too_few_or_mismatched_features():
@@ -108,7 +112,8 @@ def test_torchvision_layout_files_load_and_are_named(tmp_path):
     torch.save({"module." + k: v for k, v in vgg.state_dict().items()}, tmp_path / "vgg16_dp.pth")
     a = load_extractor(tmp_path / "vgg16_aid.safetensors")
     b = load_extractor(tmp_path / "vgg16_dp.pth")
-    assert a.name == "vgg16 (vgg16_aid.safetensors)" and b.arch == "vgg16" and a.input_size == 224
+    assert re.fullmatch(r"vgg16 224 px \(vgg16_aid.safetensors, sha256 [0-9a-f]{12}\)", a.name)
+    assert b.arch == "vgg16" and a.input_size == 224
     x = torch.randn(1, 3, 224, 224)
     assert torch.equal(a.network(x), vgg.eval()(x)) and torch.equal(b.network(x), a.network(x))
     inception = InceptionV3(num_classes=1008, fid=True)
@@ -143,12 +148,15 @@ def test_missing_or_unknown_weights_say_what_to_pass(tmp_path):
         load_extractor(tmp_path / "broken.safetensors", "features")
 
 
+NET = re.compile(r"scene-cnn 64 px \(scenes.safetensors, sha256 [0-9a-f]{12}\)")  # names size, file and hash
+
+
 # --- the scene classifier on real data --------------------------------------------------------
 
 @needs_data
 def test_classifier_trained_on_shared_data_classifies_heldout_images(classifier_file):
     clf = load_extractor(classifier_file)
-    assert clf.classes == CLASSES and clf.name == "scene-cnn (scenes.safetensors)"
+    assert clf.classes == CLASSES and NET.fullmatch(clf.name)
     assert clf.facts["images"] == 120 and clf.facts["input_size"] == 64
     result = accuracy(clf, subset("heldout"))
     assert result.images == 30 and set(result.per_class) == set(CLASSES)
@@ -210,7 +218,7 @@ def test_evaluate_per_class_and_overall_with_named_extractors(classifier_file, t
     report = evaluate(generated, reference, EvaluationSettings(features=str(classifier_file), kid_subsets=10))
     scopes = {(r.scope, r.metric) for r in report.results}
     assert scopes == {(s, m) for s in ("overall", "beach", "forest") for m in ("GSHPS", "FID", "KID")}
-    assert all(r.extractor == "scene-cnn (scenes.safetensors)" for r in report.results)
+    assert all(NET.fullmatch(r.extractor) for r in report.results)
     row = next(r for r in report.results if r.scope == "beach" and r.metric == "FID")
     assert (row.generated, row.reference) == (5, 20)
     # real beach images are closer to real beaches than to real forests
@@ -220,8 +228,8 @@ def test_evaluate_per_class_and_overall_with_named_extractors(classifier_file, t
     assert report.value("GSHPS", "beach") > 0.9
     assert report.value("FID", "beach") < 0.5 * beach_vs_forest.value("FID")
     md = report.to_markdown()
-    assert "| beach | 5 | 20 |" in md and "GSHPS [scene-cnn (scenes.safetensors)]" in md
-    assert json.loads(report.to_json())["results"][0]["extractor"] == "scene-cnn (scenes.safetensors)"
+    assert "| beach | 5 | 20 |" in md and re.search(r"GSHPS \[scene-cnn 64 px \(scenes.safetensors, sha256 [0-9a-f]{12}\)\]", md)
+    assert NET.fullmatch(json.loads(report.to_json())["results"][0]["extractor"])
 
 
 @needs_data
@@ -350,7 +358,9 @@ def test_vgg16_fine_tuned_from_given_weights_for_gshps(tmp_path):
     items = image_set(tmp_path / "data", "data")
     clf = train_classifier(items, ClassifierConfig(arch="vgg16", init=str(tmp_path / "vgg16_imagenet.safetensors"),
                                                    epochs=1, batch_size=4, learning_rate=1e-5))
-    assert clf.name == "vgg16 (fine-tuned from vgg16_imagenet.safetensors)" and clf.network.classifier[6].out_features == 2
+    assert re.fullmatch(r"vgg16 224 px \(fine-tuned from vgg16_imagenet.safetensors, sha256 [0-9a-f]{12}, 1 epochs\)",
+                        clf.name)
+    assert clf.network.classifier[6].out_features == 2
     path = save_classifier(clf, tmp_path / "vgg16_scenes.safetensors")
     loaded = load_extractor(path, "gshps_features")
     assert loaded.arch == "vgg16" and loaded.classes == ["beach", "forest"] and loaded.input_size == 224

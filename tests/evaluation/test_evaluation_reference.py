@@ -68,3 +68,40 @@ def test_fid_equals_pytorch_fid():
     b = rng.normal(size=(300, 32)) @ rng.normal(size=(32, 32)) + 0.5
     expected = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     assert fid(a, b) == pytest.approx(expected, rel=1e-8)
+
+
+def test_fid_inputs_of_any_size_are_read_as_pytorch_fid_reads_them(monkeypatch, tmp_path):
+    """Image files of 128, 150 and 600 x 400 px through both full paths: pytorch-fid's
+    (ImagePathDataset, resize_input, get_activations, calculate_fid_given_paths) and ours
+    (image_set, evaluate). Same features, same FID."""
+    from PIL import Image
+    from pytorch_fid import fid_score
+
+    from conftest import SHARED
+    from word2scene.evaluation.image_sets import image_set
+    from word2scene.evaluation.scoring import evaluate, EvaluationSettings
+
+    scenes = SHARED / "data" / "rs_scenes"
+    if not scenes.is_dir():
+        pytest.skip(f"shared data not found at {scenes}")
+    torch.manual_seed(0)
+    state = _randomise_batch_norm(InceptionV3(num_classes=1008, fid=True)).state_dict()
+    monkeypatch.setattr(fid_inception, "load_state_dict_from_url", lambda *a, **k: state)  # never download
+    torch.save(state, tmp_path / "pt_inception.pth")
+    sizes = [(128, 128), (150, 150), (600, 400), (150, 150), (128, 128), (600, 400)]
+    for folder, cls in (("a", "beach"), ("b", "forest")):
+        (tmp_path / folder).mkdir()
+        for n, (path, size) in enumerate(zip(sorted((scenes / cls).glob("*.jpg")), sizes)):
+            with Image.open(path) as im:
+                im.convert("RGB").resize(size, Image.BICUBIC).save(tmp_path / folder / f"{n}.png")
+    files = sorted((tmp_path / "a").glob("*.png"))
+    reference = fid_inception.InceptionV3([3]).eval()  # resize_input and normalize_input on, as pytorch-fid runs it
+    theirs = fid_score.get_activations([str(f) for f in files], reference, batch_size=1, dims=2048, device="cpu",
+                                       num_workers=0)
+    ours = load_extractor(tmp_path / "pt_inception.pth").features([Image.open(f) for f in files], resize="stretch")
+    assert np.allclose(ours["pooled"], theirs, atol=1e-4)
+    expected = fid_score.calculate_fid_given_paths([str(tmp_path / "a"), str(tmp_path / "b")], batch_size=1,
+                                                   device="cpu", dims=2048, num_workers=0)
+    report = evaluate(image_set(tmp_path / "a", "generated"), image_set(tmp_path / "b", "reference"),
+                      EvaluationSettings(fid_features=str(tmp_path / "pt_inception.pth"), kid_subsets=2))
+    assert report.value("FID") == pytest.approx(expected, rel=1e-3)

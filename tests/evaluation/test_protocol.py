@@ -1,6 +1,7 @@
 """The Word2Scene protocol on the tiny model: concepts from the knowledge base, images per
 (concept, seed) independent of the worker count, resume, report and grid."""
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -93,7 +94,8 @@ def test_protocol_end_to_end_on_the_tiny_model(tiny, tmp_path, capsys):
     assert {(r["scope"], r["metric"]) for r in results["results"]} >= {("church", "GSHPS"), ("airport", "FID"),
                                                                          ("trained", "KID"), ("overall", "GSHPS")}
     assert results["groups"] == {"trained": ["church"], "zero-shot": ["airport"]}
-    assert all(r["extractor"] == "scene-cnn (clf.safetensors)" for r in results["results"])
+    assert all(re.fullmatch(r"scene-cnn \d+ px \(clf.safetensors, sha256 [0-9a-f]{12}\)", r["extractor"])
+               for r in results["results"])
     assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")) == [
         f"images/{c}/{s:06d}.png" for c in ("airport", "church") for s in range(3)]
     grid = Image.open(out / "grid.png")

@@ -4,6 +4,7 @@ ComfyUI's requirements pin ("bundled"), and on the newest comfyui-frontend-packa
 2.0 on ("newest": W2S_NEW_FRONTEND_ROOT = that package's static folder, e.g.
 `pip install --target DIR comfyui-frontend-package`, then DIR/comfyui_frontend_package/static).
 Screenshots go to W2S_ARTIFACTS (default: a temporary folder, printed)."""
+import re
 import json
 import os
 import shutil
@@ -327,7 +328,7 @@ def test_evaluate_node_shows_its_report_as_text(page, artifacts):
                   "() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')")
     panel = page.locator("[data-w2s='w2s_report']").first
     text = panel.text_content()
-    assert "| airport | 2 | 25 |" in text and f"GSHPS [scene-cnn ({EVAL_NET}.safetensors)]" in text
+    assert "| airport | 2 | 25 |" in text and re.search(rf"GSHPS \[scene-cnn \d+ px \({EVAL_NET}.safetensors, sha256 [0-9a-f]{{12}}\)\]", text)
     assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
     page.screenshot(path=str(artifacts / "evaluate_node.png"))
     _reload(page)

@@ -275,7 +275,7 @@ def test_evaluate_node_reports_metrics_named_by_extractor(server):
     entry = server.run_prompt(prompt)
     assert entry["status"]["status_str"] == "success", entry["status"]
     [text] = entry["outputs"]["2"]["text"]
-    assert "| beach | 3 | 5 |" in text and "GSHPS [scene-cnn (scenes.safetensors)]" in text and "FID [" in text
+    assert "| beach | 3 | 5 |" in text and re.search(r"GSHPS \[scene-cnn 32 px \(scenes.safetensors, sha256 [0-9a-f]{12}\)\]", text) and "FID [" in text
     prompt["2"]["inputs"]["concept"] = "volcano"
     bad = server.run_prompt(prompt)
     assert bad["status"]["status_str"] == "error" and "volcano" in json.dumps(bad["status"]["messages"])

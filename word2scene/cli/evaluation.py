@@ -30,7 +30,9 @@ def add_commands(sub) -> None:
                        help="train scene classifiers on generated (test on real) and on real (test on generated)")
         p.add_argument("--oa-epochs", type=int, default=20, help="epochs of those classifiers (default 20)")
         p.add_argument("--reference-split", default="all", help="captions.jsonl split of the reference (default all)")
-        p.add_argument("--kid-subsets", type=count, default=100)
+        p.add_argument("--kid-subsets", type=count, default=100, help="KID subsets (default 100)")
+        p.add_argument("--kid-subset-size", type=count, default=None,
+                       help="KID subset size (default: the smaller set's size, at most 1000); larger than a set is an error")
         p.add_argument("--batch", type=count, default=32)
 
 
@@ -98,6 +100,7 @@ def _evaluation_settings(args):
     return EvaluationSettings(features=args.features, gshps_features=args.gshps_features, fid_features=args.fid_features,
                               clip=args.clip, classifier_oa=args.classifier_oa,
                               classifier=ClassifierConfig(epochs=args.oa_epochs), kid_subsets=args.kid_subsets,
+                              kid_subset_size=args.kid_subset_size,
                               batch_size=args.batch, device=getattr(args, "device", "cpu"))
 
 
@@ -174,7 +177,7 @@ def cmd_classifier(args) -> int:
     if args.action == "test":
         items = image_set(args.data, "data", split_arg(args.split or held_out_split(args.data)))
         result = accuracy(load_extractor(args.classifier, "--classifier"), items)
-        print(f"overall accuracy {result.overall:.1%} on {result.images} images")
+        print(f"overall accuracy {result.overall:.1%} on {result.images} images ({result.network})")
         for cls, value in result.per_class.items():
             print(f"  {cls}: {value:.0%}")
         return 0

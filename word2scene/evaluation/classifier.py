@@ -20,6 +20,7 @@ from PIL import Image
 from ..errors import InputError
 from .extractors import CLASSIFIER_METADATA_KEY, FeatureExtractor, build_network, load_extractor
 from ..files import atomic_path
+from ..models.sd15 import file_sha256
 from .image_sets import LabelledImage, labels, read_images
 
 
@@ -63,14 +64,15 @@ def train_classifier(items: list[LabelledImage], config: ClassifierConfig | None
                                      f"{len(classes)} class(es){'' if all(i.label for i in items) else ' and unlabelled images'})")
     torch.manual_seed(cfg.seed)
     network = build_network(cfg.arch, len(classes), cfg.width, cfg.input_size)
-    name = f"{cfg.arch} (trained here)"
+    name = f"{cfg.arch} {int(network.input_size)} px (trained here, {cfg.epochs} epochs)"
     if cfg.init:
         start = load_extractor(cfg.init, "init", cached=False)  # a private copy: fine-tuning changes it
         if start.arch.removesuffix("-fid") != cfg.arch:
             raise InputError("init", f"{cfg.init} holds {start.arch} weights; arch is {cfg.arch}")
         network = start.network
         network.reset_head(len(classes))
-        name = f"{cfg.arch} (fine-tuned from {Path(cfg.init).name})"
+        name = (f"{cfg.arch} {int(network.input_size)} px (fine-tuned from {Path(cfg.init).name}, sha256 "
+                f"{file_sha256(cfg.init)[:12]}, {cfg.epochs} epochs)")
     facts = {"arch": cfg.arch, "classes": classes, "width": cfg.width, "input_size": int(network.input_size),
              "epochs": cfg.epochs, "images": len(items), "seed": cfg.seed, "init": Path(cfg.init).name if cfg.init else None}
     extractor = FeatureExtractor(name, network, cfg.arch, classes, facts)
@@ -109,6 +111,7 @@ class Accuracy:
     overall: float  # fraction of images classified correctly (overall accuracy, OA)
     per_class: dict[str, float]
     images: int
+    network: str = ""  # the classifier: architecture, input size, weights file and its sha256
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +134,7 @@ def accuracy(extractor: FeatureExtractor, items: list[LabelledImage], input_name
         hits = [p == i.label for p, i in zip(predicted, items) if i.label == cls]
         per_class[cls] = float(np.mean(hits))
     overall = float(np.mean([p == i.label for p, i in zip(predicted, items)]))
-    return Accuracy(overall, per_class, len(items))
+    return Accuracy(overall, per_class, len(items), extractor.name)
 
 
 def save_classifier(extractor: FeatureExtractor, path: str | Path, overwrite: bool = False) -> Path:

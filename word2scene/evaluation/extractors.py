@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.sd15 import read_state_dict
+from ..models.sd15 import file_sha256, read_state_dict
 from ..errors import InputError
 from ..imagery import fit_square
 from .backbones import InceptionV3, SceneCNN, VGG16
 
 CLASSIFIER_METADATA_KEY = "word2scene_classifier"
+CROP = "crop"  # shorter side to S (bicubic, antialiased), centre crop: what classifiers train and test on
+STRETCH = "stretch"  # the whole image bilinearly to S x S on the tensor: pytorch-fid's FID/KID input
 ACCEPTED = ("a classifier trained with `word2scene classifier train`, torchvision-layout VGG16 or Inception-v3 "
             "weights, or pytorch-fid's FID Inception weights (.safetensors, .pth)")
 
@@ -49,9 +51,23 @@ class FeatureExtractor:
         array = np.stack([np.asarray(fit_square(im.convert("RGB"), self.input_size)) for im in images])
         return torch.from_numpy(array).permute(0, 3, 1, 2)
 
-    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
-        """RGB images -> B x 3 x S x S, resized and normalised: the network's input."""
-        return self.normalise(self.pixels(images))
+    def stretched(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB images -> B x 3 x S x S floats in [0, 1] as pytorch-fid prepares them: each image
+        as a float tensor at its own size, bilinearly interpolated to S x S (no antialiasing,
+        no crop: the whole scene, its aspect stretched)."""
+        out = []
+        for im in images:
+            x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+            out.append(torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                                                       align_corners=False))
+        return torch.cat(out)
+
+    def to_tensor(self, images: list[Image.Image], resize: str = CROP) -> torch.Tensor:
+        """RGB images -> B x 3 x S x S, resized (`resize`: CROP or STRETCH) and normalised: the
+        network's input."""
+        if resize not in (CROP, STRETCH):
+            raise ValueError(f"resize {resize!r}; accepted: {CROP}, {STRETCH}")
+        return self.normalise(self.pixels(images) if resize == CROP else self.stretched(images))
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """B x 3 x S x S uint8 (or 0-1 float) -> the network's input scale."""
@@ -61,13 +77,15 @@ class FeatureExtractor:
         return (x - mean) / std
 
     @torch.no_grad()
-    def features(self, images: list[Image.Image], batch_size: int = 32, device: str = "cpu") -> dict[str, np.ndarray]:
+    def features(self, images: list[Image.Image], batch_size: int = 32, device: str = "cpu",
+                 resize: str = CROP) -> dict[str, np.ndarray]:
         """{"conv": N x C*49 (GSHPS), "pooled": N x D (FID/KID), "logits": N x classes}, float32
-        (the metrics compute in float64)."""
+        (the metrics compute in float64). `resize`: CROP (classifiers, GSHPS) or STRETCH
+        (FID/KID, as pytorch-fid)."""
         self.network.eval().to(device)
         parts: dict[str, list[np.ndarray]] = {"conv": [], "pooled": [], "logits": []}
         for i in range(0, len(images), batch_size):
-            out = self.network.forward_features(self.to_tensor(images[i:i + batch_size]).to(device))
+            out = self.network.forward_features(self.to_tensor(images[i:i + batch_size], resize).to(device))
             for key in parts:
                 parts[key].append(out[key].flatten(1).float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}
@@ -154,5 +172,5 @@ def _read_extractor(path, input_name: str) -> FeatureExtractor:
     if missing or unexpected:
         raise InputError(input_name, f"{path.name} does not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     st = path.stat()
-    return FeatureExtractor(f"{arch} ({path.name})", network.eval(), arch, classes, facts,
-                            (str(path.resolve()), st.st_mtime_ns, st.st_size))
+    name = f"{arch} {network.input_size} px ({path.name}, sha256 {file_sha256(path)[:12]})"
+    return FeatureExtractor(name, network.eval(), arch, classes, facts, (str(path.resolve()), st.st_mtime_ns, st.st_size))

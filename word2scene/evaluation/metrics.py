@@ -52,13 +52,20 @@ def fid(generated: np.ndarray, reference: np.ndarray) -> float:
     return max(0.0, mean_term + float(trace_a + trace_b - 2.0 * cross))
 
 
-def kid(generated: np.ndarray, reference: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+KID_SUBSET_SIZE = 1000  # torch-fidelity's default subset size
+
+
+def kid(generated: np.ndarray, reference: np.ndarray, subsets: int = 100, subset_size: int = KID_SUBSET_SIZE,
         seed: int = 0) -> tuple[float, float]:
     """Kernel inception distance: unbiased MMD^2 with the cubic polynomial kernel
-    k(x, y) = (x.y / D + 1)^3, averaged over random subsets (size capped by the smaller
-    set). Returns (mean, standard deviation over subsets)."""
+    k(x, y) = (x.y / D + 1)^3, averaged over random subsets of `subset_size` drawn from each
+    set. A subset larger than either set is an error, as in torch-fidelity (no silent cap).
+    Returns (mean, standard deviation over subsets)."""
     a, b = _two_sets(generated, reference, 2)
-    m = min(subset_size, len(a), len(b))
+    if not 2 <= subset_size <= min(len(a), len(b)):
+        raise InputError("kid_subset_size", f"{subset_size} is not accepted for sets of {len(a)} generated and "
+                                            f"{len(b)} reference images; use 2 to {min(len(a), len(b))}")
+    m = subset_size
     rng = np.random.default_rng(seed)
     d = a.shape[1]
     values = []

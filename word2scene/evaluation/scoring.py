@@ -13,9 +13,9 @@ from PIL import Image
 
 from ..errors import InputError
 from .classifier import Accuracy, accuracy, ClassifierConfig, train_classifier
-from .extractors import FeatureExtractor, load_extractor
+from .extractors import CROP, FeatureExtractor, load_extractor, STRETCH
 from .image_sets import class_key, LabelledImage, labels, read_images
-from .metrics import clip_scorer, fid, gshps, kid
+from .metrics import clip_scorer, fid, gshps, kid, KID_SUBSET_SIZE
 
 OVERALL = "overall"
 
@@ -29,7 +29,7 @@ class EvaluationSettings:
     classifier_oa: bool = False  # train scene classifiers both ways and report overall accuracy
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(epochs=20))
     kid_subsets: int = 100
-    kid_subset_size: int = 1000
+    kid_subset_size: int | None = None  # None: the smaller set's size, at most 1000 (stated in the report)
     batch_size: int = 32
     device: str = "cpu"
 
@@ -43,6 +43,7 @@ class Result:
     generated: int  # images in the generated set of this scope
     reference: int
     spread: float | None = None  # KID: standard deviation over subsets; groups: over classes
+    note: str = ""  # how it was computed where that varies (KID: the subset size)
 
 
 @dataclass
@@ -90,14 +91,18 @@ class Report:
             row += [str(any_r.generated), str(any_r.reference)]
             for m, e in columns:
                 r = cell.get((s, m, e))
-                row.append("" if r is None else (f"{r.value:.4g} ± {r.spread:.2g}" if r.spread is not None else f"{r.value:.4g}"))
+                row.append("" if r is None else (f"{r.value:.4g} ± {r.spread:.2g}" if r.spread is not None else f"{r.value:.4g}")
+                           + (f" ({r.note})" if r is not None and r.note else ""))
             lines.append("| " + " | ".join(row) + " |")
         text = "\n".join(lines)
+        if any(m in ("FID", "KID") for m, _ in columns):
+            text += ("\n\nFID and KID read each image as pytorch-fid does (bilinear to the network's input size on the "
+                     "tensor, no crop); GSHPS and classifiers read a centre crop.")
         if self.groups:
             text += "\n\nGroup rows are the mean (± standard deviation) of their classes' values."
         if self.accuracy:
-            text += "\n\n| classifier overall accuracy | OA | images | per class |\n|---|---|---|---|\n"
-            text += "\n".join(f"| {k} | {v.overall:.1%} | {v.images} | "
+            text += "\n\n| classifier overall accuracy | classifier | OA | images | per class |\n|---|---|---|---|---|\n"
+            text += "\n".join(f"| {k} | {v.network} | {v.overall:.1%} | {v.images} | "
                               + ", ".join(f"{c} {a:.0%}" for c, a in v.per_class.items()) + " |"
                               for k, v in self.accuracy.items())
         return text + "\n"
@@ -131,14 +136,15 @@ def _set_key(items: list[LabelledImage]) -> tuple:
     return tuple(out)
 
 
-def _reference_features(x: FeatureExtractor, items: list[LabelledImage], read, s: "EvaluationSettings") -> dict:
+def _reference_features(x: FeatureExtractor, items: list[LabelledImage], read, s: "EvaluationSettings",
+                        resize: str) -> dict:
     """Features of the reference set, reused while its files and the network are unchanged
     (a node evaluating batch after batch against the same real images reads them once)."""
     if not x.source:  # a network trained in memory: no identity to cache under
-        return x.features(read(), s.batch_size, s.device)
-    key = (x.source, _set_key(items))
+        return x.features(read(), s.batch_size, s.device, resize)
+    key = (x.source, resize, _set_key(items))
     if key not in _REFERENCE_FEATURES:
-        _REFERENCE_FEATURES[key] = x.features(read(), s.batch_size, s.device)
+        _REFERENCE_FEATURES[key] = x.features(read(), s.batch_size, s.device, resize)
         while len(_REFERENCE_FEATURES) > KEEP_FEATURE_SETS:
             _REFERENCE_FEATURES.popitem(last=False)
     _REFERENCE_FEATURES.move_to_end(key)
@@ -177,10 +183,12 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
     fid_path = s.fid_features or s.features
     if not (gshps_path or fid_path or s.clip or s.classifier_oa):
         load_extractor(None, "features")  # raises the error that says what to pass
-    for path, input_name, metrics in ((gshps_path, "gshps_features", ("GSHPS",)), (fid_path, "fid_features", ("FID", "KID"))):
+    # GSHPS reads what classifiers read (centre crop); FID/KID read images as pytorch-fid does
+    for path, input_name, metrics, resize in ((gshps_path, "gshps_features", ("GSHPS",), CROP),
+                                              (fid_path, "fid_features", ("FID", "KID"), STRETCH)):
         if path:
             x = load_extractor(path, "features" if path == s.features else input_name)
-            feature_sets.append((x, metrics))
+            feature_sets.append((x, metrics, resize))
     gen_images = generated_images if generated_images is not None else read_images(generated, "generated")
     if len(gen_images) != len(generated):
         raise InputError("generated", f"{len(gen_images)} images for {len(generated)} entries")
@@ -195,11 +203,12 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
     scopes = [(OVERALL, np.ones(len(generated), bool), np.ones(len(reference), bool))] + \
         [(c, gen_labels == c, ref_labels == c) for c in per_class]
 
-    computed: dict[str, tuple[dict, dict]] = {}
-    for x, metrics in feature_sets:
-        if x.name not in computed:
-            computed[x.name] = (x.features(gen_images, s.batch_size, s.device), _reference_features(x, reference, ref_images, s))
-        fg, fr = computed[x.name]
+    computed: dict[tuple, tuple[dict, dict]] = {}
+    for x, metrics, resize in feature_sets:
+        if (x.name, resize) not in computed:
+            computed[x.name, resize] = (x.features(gen_images, s.batch_size, s.device, resize),
+                                        _reference_features(x, reference, ref_images, s, resize))
+        fg, fr = computed[x.name, resize]
         for scope, gm, rm in scopes:
             n_g, n_r = int(gm.sum()), int(rm.sum())
             for metric in metrics:
@@ -208,8 +217,9 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
                 elif min(n_g, n_r) >= 2 and metric == "FID":
                     report.results.append(Result(scope, metric, fid(fg["pooled"][gm], fr["pooled"][rm]), x.name, n_g, n_r))
                 elif min(n_g, n_r) >= 2 and metric == "KID":
-                    mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, s.kid_subset_size)
-                    report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std))
+                    size = s.kid_subset_size or min(KID_SUBSET_SIZE, n_g, n_r)
+                    mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, size)
+                    report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std, f"subsets of {size}"))
     if s.clip:
         scorer = clip_scorer(s.clip, s.device)
         if texts is None:
