@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..word2scene.concepts.file import load_concept
 from ..word2scene.errors import InputError
-from ..word2scene.scenes.strength_study import parse_strengths, row_label
+from ..word2scene.scenes.strength_study import PAPER_STRENGTHS, parse_strengths, row_label
 from ..word2scene.scenes.render import labelled_grid
 from ..word2scene.scenes.sampling import SamplingSettings
 from ..word2scene.settings import node_input
@@ -25,7 +25,8 @@ class StrengthGrid:
             "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
             "concepts": ("STRING", {"default": "word2scene.safetensors", "tooltip": "Concept files in the loras folders, "
                                     "comma-separated, one row each (e.g. word2scene/church-000005.safetensors, ...)."}),
-            "strengths": ("STRING", {"default": "0, 0.25, 0.5, 0.75, 1", "tooltip": "One column per strength."}),
+            "strengths": ("STRING", {"default": PAPER_STRENGTHS, "tooltip": "One column per strength (default: the "
+                                     "paper's study, 0 to 1.0 in 0.1 steps)."}),
             "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church"}),
             "negative": ("STRING", {"multiline": True, "default": ""}),
             "seed": node_input(SamplingSettings, "seed", control_after_generate=True),

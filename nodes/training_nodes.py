@@ -49,6 +49,8 @@ class TrainConcept:
                 "save_every": node_input(TrainConfig, "save_every", default=100),
                 "preview_steps": node_input(TrainConfig, "preview_steps"),
                 "overwrite": ("BOOLEAN", {"default": False}),
+                # last: widget values of workflows saved before it keep their places
+                "save_every_epoch": node_input(TrainConfig, "save_every_epoch"),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
@@ -62,18 +64,18 @@ class TrainConcept:
 
     def _train(self, ckpt_name, dataset, concepts, trigger_words, steps, epochs, rank, alpha, learning_rate, batch_size,
               resolution, seed, save_name, preview_every, resume, module_set="attention", text_encoder=False,
-              save_every=100, preview_steps=20, overwrite=False, unique_id=None):
+              save_every=100, preview_steps=20, overwrite=False, save_every_epoch=False, unique_id=None):
         out = concept_output_path(comfy_bridge.concept_output_folder(), save_name)
         cfg = TrainConfig(concepts=[c.strip() for c in concepts.split(",") if c.strip()],
                           trigger_words=[t.strip() for t in trigger_words.split(",") if t.strip()], steps=steps,
                           epochs=epochs, rank=rank, alpha=alpha, learning_rate=learning_rate, batch_size=batch_size,
                           resolution=resolution, seed=seed, save_every=save_every, module_set=module_set,
-                          text_encoder=text_encoder, preview_every=preview_every,
+                          text_encoder=text_encoder, preview_every=preview_every, save_every_epoch=save_every_epoch,
                           preview_steps=preview_steps).check()
         states = list_states(out) if resume else []
         device = comfy_bridge.free_device_memory()
         sd = load_sd15(comfy_bridge.checkpoint_path(ckpt_name))
-        reporter = comfy_bridge.TrainingReporter(str(unique_id), steps)
+        reporter = comfy_bridge.TrainingReporter(str(unique_id), steps or 1)  # the bar learns the real total
         try:
             result = train(sd, comfy_bridge.dataset_folder(dataset), out, cfg, kb=cached_knowledge(),
                            resume=states[-1] if states else None, overwrite=overwrite, device=device,

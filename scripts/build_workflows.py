@@ -136,8 +136,8 @@ def train_then_generate() -> dict:
     graph = [
         (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
         (2, "W2S_TrainConcept", ["v1-5-pruned-emaonly.safetensors", "word2scene_dataset", "airport",
-                                 "gs, geographic scene", 1000, 0, 16, 16.0, 1e-4, 1, 512, 0, "fixed", "airport_concept", 100, True,
-                                 "attention", False, 100, 20, False], {}),
+                                 "gs, geographic scene", 0, 10, 16, 16.0, 1e-4, 1, 512, 0, "fixed", "airport_concept", 100, True,
+                                 "attention", False, 100, 20, False, True], {}),
         (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
         (4, "W2S_ScenePrompt", ["airport", "word2scene", 1, 0, "fixed"], {"concept": (2, 0), "clip": (3, 1)}),
         (6, "EmptyLatentImage", [512, 512, 1], {}),
@@ -187,8 +187,8 @@ def strength_grid() -> dict:
     """The paper's epoch x strength study: rows = concept files (epochs), columns = strengths."""
     graph = [
         (1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}),
-        (2, "W2S_StrengthGrid", ["word2scene/church-000005.safetensors, word2scene/church-000010.safetensors",
-                                 "0, 0.25, 0.5, 0.75, 1", "gs, geographic scene, church", "", 0, "fixed", 30, 7.0, "ddim",
+        (2, "W2S_StrengthGrid", ["word2scene/church-epoch05.safetensors, word2scene/church-epoch10.safetensors",
+                                 "0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1", "gs, geographic scene, church", "", 0, "fixed", 30, 7.0, "ddim",
                                  "ddim_uniform", 512, 512], {"model": (1, 0), "clip": (1, 1), "vae": (1, 2)}),
         (3, "SaveImage", ["word2scene/strength_grid"], {"images": (2, 0)}),
     ]

@@ -30,8 +30,23 @@ REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 class Sample:
     image: Path
     concept: str  # the concept word as it goes into the caption
-    caption: str  # the image's own caption ("" when none)
+    captions: tuple[str, ...] = ()  # the image's own captions (none, one, or RSICD's five); training draws one per epoch
     repeats: int = 1
+
+    @property
+    def caption(self) -> str:
+        """The first caption ("" when none)."""
+        return self.captions[0] if self.captions else ""
+
+
+def row_captions(row: dict) -> tuple[str, ...]:
+    """A captions.jsonl row's captions: its `captions` list and its `caption`, each once, in order."""
+    found = [row.get("caption")] + list(row.get("captions") or [])
+    out: list[str] = []
+    for text in found:
+        if isinstance(text, str) and text.strip() and text.strip() not in out:
+            out.append(text.strip())
+    return tuple(out)
 
 
 def read_caption_rows(path: Path, required: tuple[str, ...], input_name: str) -> list[dict]:
@@ -72,9 +87,12 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _sidecar(image: Path) -> str:
+def _sidecar(image: Path) -> tuple[str, ...]:
+    """The captions in an image's .txt, one per line (kohya reads the first line only)."""
     txt = image.with_suffix(".txt")
-    return txt.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0].strip() if txt.is_file() and txt.stat().st_size else ""
+    if not (txt.is_file() and txt.stat().st_size):
+        return ()
+    return tuple(line.strip() for line in txt.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
 
 
 def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str | None = "train", kb=None) -> list[Sample]:
@@ -102,7 +120,7 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
             path = (root / file).resolve()
             if root.resolve() not in path.parents:
                 raise InputError("dataset", f"{jsonl}: file {file!r} points outside the dataset folder")
-            samples.append(Sample(path, concept_word(cls, kb), str(row.get("caption", "")).strip()))
+            samples.append(Sample(path, concept_word(cls, kb), row_captions(row)))
     else:
         subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for folder in subfolders:
@@ -129,19 +147,25 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
     return samples
 
 
-def training_caption(trigger_words: list[str], sample: Sample) -> str:
-    """The paper's form: "gs, geographic scene, <concept>, <caption>"."""
+def training_caption(trigger_words: list[str], sample: Sample, choice: int = 0) -> str:
+    """The paper's form: "gs, geographic scene, <concept>, <caption>", with the sample's
+    caption number `choice` (when it has captions)."""
     parts = [t.strip() for t in trigger_words if t.strip()] + [sample.concept]
-    if sample.caption:
-        parts.append(sample.caption.rstrip(". "))
+    if sample.captions:
+        parts.append(sample.captions[choice].rstrip(". "))
     return ", ".join(parts)
+
+
+def training_captions(trigger_words: list[str], sample: Sample) -> list[str]:
+    """Every training caption of a sample (one when it has no caption of its own)."""
+    return [training_caption(trigger_words, sample, k) for k in range(max(1, len(sample.captions)))]
 
 
 def dataset_hash(samples: list[Sample]) -> str:
     """sha256 over (file name, size, concept, caption, repeats): changes when the data does."""
     h = hashlib.sha256()
     for s in sorted(samples, key=lambda s: str(s.image)):
-        h.update(f"{s.image.name}|{s.image.stat().st_size}|{s.concept}|{s.caption}|{s.repeats}\n".encode())
+        h.update(f"{s.image.name}|{s.image.stat().st_size}|{s.concept}|{chr(31).join(s.captions)}|{s.repeats}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -2,7 +2,7 @@
 report the largest weight differences as JSON on the last line of stdout.
 
 1. stock LoraLoader, 2. W2S_ConceptLoader + W2S_ApplyConcept, 3. the standalone core
-(diffusers model + word2scene.patching), mapped to ComfyUI's keys.
+(diffusers model + word2scene.concepts.patching), mapped to ComfyUI's keys.
 Usage: python comfy_compare_patching.py COMFYUI_PATH PACK_PARENT PACK_NAME CHECKPOINT LORA_FILE S_MODEL S_CLIP
 """
 import importlib
@@ -57,8 +57,8 @@ for label, a, b in (("unet", stock_model, our_model), ("clip", stock_clip.patche
     result[f"{label}_changed_tensors"] = sum(1 for k in sa if not torch.equal(sa[k], base[k]))
 
 # the standalone core on the same file, compared on ComfyUI's keys via its own LoRA key map
-core = importlib.import_module(pack_name + ".word2scene.models")
-patching = importlib.import_module(pack_name + ".word2scene.patching")
+core = importlib.import_module(pack_name + ".word2scene.models.sd15")
+patching = importlib.import_module(pack_name + ".word2scene.concepts.patching")
 sd = core.load_sd15(checkpoint)
 patching.apply_concepts(sd, [(concept, s_model, s_clip)])
 ours = patching.lora_modules(sd)

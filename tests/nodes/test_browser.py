@@ -233,7 +233,8 @@ def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
     (data / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
     # widget order: ckpt, dataset, concepts, triggers, steps, epochs, rank, alpha, lr, batch, resolution,
-    # seed, control, save_name, preview_every, resume, module_set, text_encoder, save_every, preview_steps, overwrite
+    # seed, control, save_name, preview_every, resume, module_set, text_encoder, save_every, preview_steps, overwrite,
+    # save_every_epoch
     _set_widgets(workflow, "W2S_TrainConcept", _0="sd15_random.safetensors", _1="w2s_airport", _4=3, _6=4, _7=4.0,
                  _10=64, _13="browser_concept", _14=1, _18=0, _19=2)
     _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")

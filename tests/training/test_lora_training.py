@@ -116,6 +116,27 @@ def test_saved_concept_loads_in_our_reader_and_in_diffusers(one_class, tmp_path,
     assert result.summary["images"] == 8
 
 
+def test_every_caption_is_drawn_one_per_epoch_and_resume_stays_exact(one_class, tmp_path, kb):
+    from word2scene.datasets import training_captions
+    from word2scene.training.draws import caption_choice
+
+    [first, *_] = scan_dataset(one_class, kb=kb)
+    assert len(first.captions) == 5 and first.caption == first.captions[0]  # RSICD: five human captions
+    texts = training_captions(["gs", "geographic scene"], first)
+    assert len(set(texts)) == 5 and all(t.startswith("gs, geographic scene, airport, ") for t in texts)
+    picks = [caption_choice(0, epoch, 3, 5) for epoch in range(20)]
+    assert picks == [caption_choice(0, epoch, 3, 5) for epoch in range(20)]  # a function of (seed, epoch, image)
+    assert len(set(picks)) >= 4 and picks != [caption_choice(1, epoch, 3, 5) for epoch in range(20)]
+    assert caption_choice(0, 7, 3, 1) == 0
+    # a control that can fail: the same run with only each image's first caption trains another LoRA
+    cfg = TrainConfig(steps=16, batch_size=2, **FAST)  # 4 epochs of 8 images
+    every = train(build_tiny(), one_class, tmp_path / "every.safetensors", cfg, kb=kb)
+    rows = [json.loads(line) for line in (one_class / "captions.jsonl").read_text().splitlines()]
+    (one_class / "captions.jsonl").write_text("".join(json.dumps({**r, "captions": []}) + "\n" for r in rows))
+    only_first = train(build_tiny(), one_class, tmp_path / "first.safetensors", cfg, kb=kb)
+    assert any(not torch.equal(every.concept.lora[n].up, only_first.concept.lora[n].up) for n in every.concept.lora)
+
+
 def test_caption_assembly_for_each_layout(tmp_path, one_class, kb):
     jsonl = scan_dataset(one_class, kb=kb)
     assert len(jsonl) == 8 and jsonl[0].concept == "airport" and jsonl[0].caption
@@ -124,10 +145,11 @@ def test_caption_assembly_for_each_layout(tmp_path, one_class, kb):
     kohya = tmp_path / "kohya"
     (kohya / "10_dense_residential").mkdir(parents=True)
     shutil.copy(image, kohya / "10_dense_residential" / "a.jpg")
-    (kohya / "10_dense_residential" / "a.txt").write_text("red roofs in rows\n")
+    (kohya / "10_dense_residential" / "a.txt").write_text("red roofs in rows\n\ntrees between houses\n")
     [k] = scan_dataset(kohya, kb=kb)
     assert (k.repeats, k.concept) == (10, "dense residential")
     assert training_caption(["gs", "geographic scene"], k) == "gs, geographic scene, dense residential, red roofs in rows"
+    assert training_caption(["gs"], k, 1) == "gs, dense residential, trees between houses"  # one caption per line
     classes = tmp_path / "classes"
     (classes / "storage_tanks").mkdir(parents=True)
     shutil.copy(image, classes / "storage_tanks" / "b.jpg")

@@ -12,7 +12,7 @@ from ..evaluation.protocol import evaluate_protocol, generate_images, protocol_g
 from ..evaluation.scoring import evaluate, EvaluationSettings
 from ..models.sd15 import load_sd15, native_resolution
 from ..scenes.sampling import SamplingSettings
-from ..scenes.strength_study import parse_strengths
+from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths
 from ..errors import InputError
 from ..files import check_writable, write_text_atomic
 from .common import add_model_args, count, name_inputs, knowledge, split_arg, whole_number
@@ -64,7 +64,8 @@ def add_commands(sub) -> None:
     pr.add_argument("--grid-concept", action="append", default=[], metavar="FILE",
                     help="grid rows: concept files, e.g. one per epoch (default: --concept)")
     pr.add_argument("--grid-word", default="church")
-    pr.add_argument("--grid-strengths", default="0,0.25,0.5,0.75,1")
+    pr.add_argument("--grid-strengths", default=PAPER_STRENGTHS,
+                    help="grid columns (default: the paper's 0 to 1.0 in 0.1 steps)")
     pr.add_argument("--no-grid", action="store_true")
     add_feature_args(pr)
     pr.set_defaults(device="auto")

@@ -12,7 +12,7 @@ from ..scenes.heatmaps import check_explainable, explain_image, generate_with_he
 from ..scenes.pipeline import make_scene, scene_prompt
 from ..scenes.render import grid, mask_image, overlay, save_animation
 from ..scenes.sampling import decode, SamplingSettings
-from ..scenes.strength_study import parse_strengths, strength_grid
+from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths, strength_grid
 from ..errors import InputError
 from ..files import check_writable, write_text_atomic
 from ..imagery import open_image, save_png
@@ -72,7 +72,7 @@ def add_commands(sub) -> None:
     add_model_args(gr)
     gr.add_argument("--concept", action="append", default=[], metavar="FILE", required=True,
                     help="concept file per row (e.g. one per epoch); repeat")
-    gr.add_argument("--strengths", default="0,0.25,0.5,0.75,1", help="columns (default 0,0.25,0.5,0.75,1)")
+    gr.add_argument("--strengths", default=PAPER_STRENGTHS, help="columns (default: the paper's 0 to 1.0 in 0.1 steps)")
     gr.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"))
     gr.add_argument("--detail", type=int, default=1, choices=range(4))
     gr.add_argument("--steps", type=whole_number, default=30)

@@ -34,7 +34,7 @@ class ProtocolSettings:
     style: str = "word2scene"
     grid: bool = True
     grid_word: str = "church"
-    grid_strengths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    grid_strengths: list[float] = field(default_factory=lambda: [k / 10 for k in range(11)])  # the paper's 0-1.0
 
 
 def paper_concepts(kb) -> dict[str, list[str]]:

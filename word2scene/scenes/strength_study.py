@@ -9,6 +9,9 @@ from .render import labelled_grid
 from .sampling import generate
 
 
+PAPER_STRENGTHS = "0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1"  # the paper's study: 0-1.0 in 0.1 steps
+
+
 def parse_strengths(text: str) -> list[float]:
     """"0, 0.25, 0.5" -> [0.0, 0.25, 0.5]; each inside the accepted strength range."""
     try:

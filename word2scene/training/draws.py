@@ -27,6 +27,14 @@ class StepDraws:
     drop_caption: list[bool]  # B
 
 
+def caption_choice(seed: int, epoch: int, sample: int, count: int) -> int:
+    """Which of a sample's `count` captions it trains with in `epoch`: a function of (seed,
+    epoch, sample) only, so a resumed run draws what an uninterrupted one draws."""
+    if count <= 1:
+        return 0
+    return int(torch.randint(0, count, (1,), generator=seeded_generator(seed, 3, epoch, sample)))
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The data order of one epoch: a permutation of n, a function of (seed, epoch) only."""
     return torch.randperm(n, generator=seeded_generator(seed, 1, epoch))

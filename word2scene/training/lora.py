@@ -21,10 +21,10 @@ from ..models.sd15 import SD15, text_layout_prefix
 from ..scenes.pipeline import make_scene
 from ..scenes.sampling import encode_prompt, join_contexts, SamplingSettings
 from ..concepts import keys as lora_keys
-from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_caption
+from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_captions
 from ..errors import InputError
 from .states import check_resumable, check_within, prune_states, read_state
-from .draws import StepDraws, epoch_order, seeded_generator, step_draws
+from .draws import caption_choice, epoch_order, seeded_generator, StepDraws, step_draws
 from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
 from ..files import atomic_path, check_writable, output_lock, safe_relative_name
 from ..imagery import dihedral, save_png
@@ -60,8 +60,8 @@ class TrainConfig:
     trigger_words: list[str] = option(default_factory=lambda: list(DEFAULT_TRIGGER_WORDS), kind=WORDS,
                                       help="comma-separated trigger words put before the concept word "
                                            "(the paper: gs, geographic scene)")
-    steps: int = option(1000, min=1, max=1_000_000, help="optimizer steps (ignored when epochs > 0)")
-    epochs: int = option(0, min=0, max=10_000, help="> 0: train whole epochs instead of steps")
+    steps: int = option(0, min=0, max=1_000_000, help="optimizer steps; 0 = train whole epochs (--epochs)")
+    epochs: int = option(10, min=0, max=10_000, help="whole epochs when steps is 0 (the paper's study: 10)")
     rank: int = option(16, min=1, max=256, help="LoRA rank r")
     alpha: float = option(16.0, min=0.01, max=1024.0, help="LoRA alpha (scale alpha / rank)")
     rslora: bool = option(False, help="rank-stabilised scaling alpha / sqrt(rank)")
@@ -80,8 +80,9 @@ class TrainConfig:
     noise_offset: float = option(0.0, min=0.0, max=1.0, help="noise offset (darker and brighter scenes)")
     caption_dropout: float = option(0.0, min=0.0, max=0.99, help="fraction of captions replaced by the empty prompt")
     resolution: int = option(512, min=64, max=4096, help="training image side in pixels, a multiple of 64")
-    augment: str = option("dihedral", choices=tuple(AUGMENTS),
-                          help="none, flip, or dihedral (the 8 symmetries of the square: RS scenes have no 'up')")
+    augment: str = option("none", choices=tuple(AUGMENTS),
+                          help="none (the paper), flip, or dihedral (the 8 symmetries of the square: RS scenes have "
+                               "no 'up')")
     bands: tuple[int, ...] = option((1, 2, 3), kind=INTEGERS, help="1-based bands of multi-band images as R,G,B")
     split: str | None = option("train", kind=SPLIT, help="captions.jsonl split to use; 'all' for every row")
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of every random draw (data order, noise, timesteps)")
@@ -109,6 +110,8 @@ class TrainConfig:
             raise InputError((input_names or {}).get(name, name), message)
         if self.resolution % 64:
             bad("resolution", f"{self.resolution} is not accepted; use a multiple of 64 (e.g. 512)")
+        if self.steps == 0 and self.epochs == 0:
+            bad("epochs", "0 with steps 0 trains nothing; give epochs (the paper: 10) or steps")
         if len(self.bands) != 3 or min(self.bands) < 1:
             bad("bands", f"{','.join(map(str, self.bands))}; give three 1-based band numbers like 4,3,2")
         return self
@@ -146,7 +149,7 @@ class _Cache:
     """Per-image latents (mean, std) per augmentation variant and per-caption embeddings."""
     mean: torch.Tensor  # N x V x 4 x h x w
     std: torch.Tensor
-    captions: list[str]  # per sample
+    captions: list[list[str]]  # per sample: every training caption it has (one drawn per epoch)
     embeddings: dict  # caption -> 1 x (77 * chunks) x D (frozen text encoder only)
 
 
@@ -162,11 +165,11 @@ def build_cache(sd: SD15, samples: list[Sample], arrays: list[np.ndarray], cfg: 
         dist = sd.vae.encode(pixels).latent_dist
         means.append(dist.mean.float().cpu())
         stds.append(dist.std.float().cpu())
-    captions = [training_caption(cfg.trigger_words, s) for s in samples]
+    captions = [training_captions(cfg.trigger_words, s) for s in samples]
     embeddings = {}
     if not cfg.text_encoder:
         with torch.no_grad():
-            for text in sorted(set(captions) | {""}):
+            for text in sorted({t for texts in captions for t in texts} | {""}):
                 embeddings[text] = encode_prompt(sd, text, weighted=False).cpu()
     return _Cache(torch.stack(means), torch.stack(stds), captions, embeddings)
 
@@ -325,13 +328,15 @@ def pixels_to_tensor(arrays: np.ndarray) -> torch.Tensor:
 
 
 def _micro_batch_loss(sd: SD15, unet, text_encoder, cache: _Cache, draws: StepDraws, index: torch.Tensor,
-                      cfg: TrainConfig, noise_schedule, accelerator) -> torch.Tensor:
-    """The (min-SNR weighted) epsilon-prediction loss of one micro-batch."""
+                      cfg: TrainConfig, noise_schedule, accelerator, epoch: int) -> torch.Tensor:
+    """The (min-SNR weighted) epsilon-prediction loss of one micro-batch; each image trains
+    with the caption drawn for it this epoch."""
     device = accelerator.device
     mean, std = cache.mean[index, draws.variant], cache.std[index, draws.variant]
     latents = ((mean + std * draws.latent_eps) * sd.vae_scale).to(device)
     noise, timesteps = draws.noise.to(device), draws.timesteps.to(device)
-    texts = ["" if d else cache.captions[i] for d, i in zip(draws.drop_caption, index.tolist())]
+    texts = ["" if d else cache.captions[i][caption_choice(cfg.seed, epoch, i, len(cache.captions[i]))]
+             for d, i in zip(draws.drop_caption, index.tolist())]
     noisy = noise_schedule.add_noise(latents, noise, timesteps)
     if cfg.text_encoder:
         context = join_contexts([encode_prompt(sd, t, False, text_encoder) for t in texts])
@@ -401,7 +406,7 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
         raise InputError("batch_size", f"{cfg.batch_size} x {world} processes is larger than the dataset "
                                        f"({len(data.expanded)} images with repeats)")
     batches_per_epoch = len(data.expanded) // per_step
-    total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accumulation if cfg.epochs > 0 else cfg.steps)
+    total = cfg.steps or max(1, cfg.epochs * batches_per_epoch // cfg.grad_accumulation)
     device = accelerator.device
     sd.to(device)
     cache = build_cache(sd, data.samples, data.arrays, cfg, device)
@@ -437,7 +442,8 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
                     draws = step_draws(cfg.seed, global_batch, rank * cfg.batch_size, len(index), cache.mean.shape[1],
                                        tuple(cache.mean.shape[2:]), noise_schedule.config.num_train_timesteps,
                                        cfg.noise_offset, cfg.caption_dropout)
-                    loss = _micro_batch_loss(sd, unet, text_encoder, cache, draws, index, cfg, noise_schedule, accelerator)
+                    loss = _micro_batch_loss(sd, unet, text_encoder, cache, draws, index, cfg, noise_schedule, accelerator,
+                                             epoch)
                     if not torch.isfinite(loss):
                         raise TrainingError(f"loss became {float(loss)} at step {step + 1}; training stopped. "
                                             f"The last good checkpoint is kept: {last_state or 'none was written yet'}. "
@@ -538,7 +544,7 @@ def denoising_loss(sd: SD15, dataset: str | Path, cfg: TrainConfig, kb=None, spl
     for i in range(len(samples)):
         g = seeded_generator(seed, i)
         latents = cache.mean[i:i + 1, 0] * sd.vae_scale
-        context = cache.embeddings[cache.captions[i]].to(sd.device, sd.unet.dtype)
+        context = cache.embeddings[cache.captions[i][0]].to(sd.device, sd.unet.dtype)
         for _ in range(noise_draws):
             noise = torch.randn(latents.shape, generator=g)
             t = torch.randint(50, 950, (1,), generator=g)
