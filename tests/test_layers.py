@@ -6,7 +6,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "word2scene"
 LAYERS = {"errors": 0, "files": 1, "settings": 1, "imagery": 2, "datasets": 3, "models": 2, "concepts": 4,
-          "prompts": 5, "scenes": 6, "training": 7, "evaluation": 8, "cli": 9, "__main__": 10, "__init__": 10}
+          "prompts": 5, "scenes": 6, "training": 7, "evaluation": 8, "captions": 9, "cli": 10, "__main__": 11,
+          "__init__": 11}
 
 
 def _part(module: Path) -> str:

@@ -329,7 +329,7 @@ def test_evaluate_node_shows_its_report_as_text(page, artifacts):
                   "() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')")
     panel = page.locator("[data-w2s='w2s_report']").first
     text = panel.text_content()
-    assert "| airport | 2 | 25 |" in text and re.search(rf"GSHPS \[scene-cnn \d+ px \({EVAL_NET}.safetensors, sha256 [0-9a-f]{{12}}\)\]", text)
+    assert "| airport | 2 | 25 |" in text and re.search(rf"GSHPS \[scene-cnn \d+ px \({re.escape(EVAL_NET)}\.safetensors, sha256 [0-9a-f]{{12}}\)\]", text)
     assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
     page.screenshot(path=str(artifacts / "evaluate_node.png"))
     _reload(page)

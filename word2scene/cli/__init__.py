@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
-from . import concepts, evaluation, scenes, training
+from . import captions, concepts, evaluation, scenes, training
 
-GROUPS = (scenes, concepts, training, evaluation)
+GROUPS = (scenes, concepts, training, evaluation, captions)
 
 
 def build_parser() -> argparse.ArgumentParser:

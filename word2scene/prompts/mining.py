@@ -63,6 +63,12 @@ def read_captions(source: str | Path) -> dict[str, list[str]]:
     return dict(by_class)
 
 
+def element_phrases(caption: str) -> set[str]:
+    """The element phrases (content 1-3-grams) of one caption: what mining counts, and the
+    labels a tagger learns."""
+    return _element_phrases(_tokens(caption))
+
+
 def _tokens(caption: str) -> list[str]:
     return TOKEN.findall(caption.lower().replace("termial", "terminal"))
 
