@@ -134,7 +134,7 @@ def main() -> int:
     test = image_set(AID, "reference", split="test")
     test_images = read_images(test, "reference")
     ceiling = accuracy(classifier, test, images=test_images)
-    network = f"{classifier.name}, {classifier.input_size} px"
+    network = classifier.name  # architecture, input size, file and sha256
     print(f"scene classifier {network}: AID test OA {ceiling.overall:.1%} on {ceiling.images} images "
           f"({time.perf_counter() - t0:.0f} s)")
 

@@ -36,14 +36,28 @@ function viewOf(node) {
   return node.properties?.[VIEW];
 }
 
-function keepView(node, view) {
-  node.properties = node.properties || {};
-  node.properties[VIEW] = view;
+let pendingCheck = null;
+
+function checkWorkflowState() {
   // Tell the workflow's change tracker, which saves the open workflow for a reload; it checks
   // on mouseup, before a chip's click handler has run.
   const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
   if (tracker?.checkState) tracker.checkState();
   else window.dispatchEvent(new MouseEvent("mouseup"));
+}
+
+// `soon`: at most one check a second (a training message comes every step, and a check
+// serialises the whole workflow); otherwise at once.
+function keepView(node, view, soon = false) {
+  node.properties = node.properties || {};
+  node.properties[VIEW] = view;
+  if (!soon) {
+    clearTimeout(pendingCheck);
+    pendingCheck = null;
+    checkWorkflowState();
+  } else if (pendingCheck === null) {
+    pendingCheck = setTimeout(() => { pendingCheck = null; checkWorkflowState(); }, 1000);
+  }
 }
 
 function viewURL(ref) {
@@ -119,7 +133,7 @@ function onTraining(node, detail) {
     view.status = `done: ${s.steps} steps on ${s.images} images, final loss ${Number(s.final_loss).toFixed(4)}, ` +
       `${s.seconds}s -> ${s.out}`;
   }
-  keepView(node, view);
+  keepView(node, view, !detail.summary);  // every step: soon; the final summary: at once
   renderTraining(node);
 }
 
