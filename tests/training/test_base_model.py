@@ -109,3 +109,22 @@ def test_a_second_stage_starts_from_a_checkpoint_keeps_its_vae_and_trains_the_te
     assert facts["init"] == {"file": "s1.safetensors", "sha256": file_sha256(first)}
     with pytest.raises(InputError, match="^init: s1.safetensors is not a mini model"):
         pretrain(handful, tmp_path / "s3.safetensors", PretrainConfig(**{**QUICK, "model": "mini"}), init=first)
+
+
+def test_a_frozen_text_encoder_is_run_once_per_caption_with_the_same_contexts():
+    from word2scene.models.sd15 import build_tiny
+    from word2scene.training.base_model import caption_encoder, caption_tokens
+
+    sd = build_tiny()
+    texts = ["", "an old aerial photograph of airport", "an old aerial photograph of beach"]
+    tokens = caption_tokens(sd, texts)
+    calls = []
+    sd.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    frozen = caption_encoder(sd, tokens, trainable=False)
+    assert len(calls) == 3  # once per distinct caption, up front
+    batch = [texts[1], texts[0], texts[1], texts[2]]
+    fixed = frozen(batch)
+    assert len(calls) == 3 and fixed.shape[:2] == (4, 77)  # no encoder call per step
+    with torch.no_grad():
+        live = caption_encoder(sd, tokens, trainable=True)(batch)
+    torch.testing.assert_close(fixed, live, rtol=1e-5, atol=1e-6)  # what the per-step encoding gives

@@ -237,6 +237,16 @@ def caption_tokens(sd: SD15, texts) -> dict[str, torch.Tensor]:
     return {t: torch.tensor(chunk_tokens(sd.tokenizer, t)[:77]) for t in texts}
 
 
+def caption_encoder(sd: SD15, tokens: dict[str, torch.Tensor], trainable: bool) -> Callable[[list[str]], torch.Tensor]:
+    """texts -> B x 77 x D contexts. A frozen text encoder (text learning rate 0) is run once
+    per distinct caption, not once per caption and step."""
+    if trainable:
+        return lambda texts: sd.text_encoder(torch.stack([tokens[t] for t in texts]))[0]
+    with torch.no_grad():
+        fixed = {t: sd.text_encoder(ids[None])[0][0] for t, ids in tokens.items()}
+    return lambda texts: torch.stack([fixed[t] for t in texts])
+
+
 def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolution: int):
     """encode_latents, kept beside `out` (<stem>.latents-<key>.safetensors) for a resumed or
     second-stage run with the same VAE, images and resolution (encoding 8,282 AID images
@@ -257,8 +267,8 @@ def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolutio
     return mean, std
 
 
-def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[str], tokens: dict, schedule,
-              step: int) -> float:
+def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[str],
+              encode: Callable[[list[str]], torch.Tensor], schedule, step: int) -> float:
     """One epsilon-prediction step (min-SNR weighted) on cached latents of the shifted look;
     the text encoder learns too when its learning rate is above 0."""
     cfg, sd = run.cfg, run.sd
@@ -272,9 +282,7 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
     noise = torch.randn(latents.shape, generator=g)
     timesteps = torch.randint(0, schedule.config.num_train_timesteps, (cfg.batch_size,), generator=g)
     texts = ["" if d else look_caption(concepts[i], t) for i, t, d in zip(index.tolist(), templates, drop)]
-    ids = torch.stack([tokens[t] for t in texts])
-    with torch.set_grad_enabled(cfg.text_learning_rate > 0):
-        context = sd.text_encoder(ids)[0]
+    context = encode(texts)
     noisy = schedule.add_noise(latents, noise, timesteps)
     pred = sd.unet(noisy, timesteps, encoder_hidden_states=context).sample
     loss = epsilon_loss(pred, noise, timesteps, schedule, cfg.min_snr_gamma)
@@ -381,10 +389,11 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, overwri
     tokens = caption_tokens(sd, {""} | {look_caption(c, t) for c in set(concepts) for t in range(len(LOOK_TEMPLATES))})
     if cfg.text_learning_rate == 0:
         sd.text_encoder.requires_grad_(False)
+    encode = caption_encoder(sd, tokens, cfg.text_learning_rate > 0)
     schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
     with torch.enable_grad():
         while run.unet_step < cfg.unet_steps:
-            loss = unet_step(run, mean, std, concepts, tokens, schedule, run.unet_step)
+            loss = unet_step(run, mean, std, concepts, encode, schedule, run.unet_step)
             run.losses["unet"].append(loss)
             run.unet_step += 1
             report("unet", run.unet_step, cfg.unet_steps, loss, start[1])
