@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..word2scene.errors import InputError
-from ..word2scene.scenes.heatmaps import AttentionCapture, HeatMaps, MIN_EXPLAINED_SIDE, parse_timesteps
+from ..word2scene.scenes.heatmaps import AttentionCapture, check_explainable, HeatMaps, parse_timesteps
 from ..word2scene.models.sd15 import load_tokenizer
 from ..word2scene.prompts.tokens import PromptLayout, check_prompt_text
 from ..word2scene.scenes.sampling import SamplingSettings
@@ -82,9 +82,7 @@ class ExplainImage:
         }}
 
     def explain(self, image, model, clip, vae, prompt, timesteps, seed):
-        if min(image.shape[1:3]) < MIN_EXPLAINED_SIDE:
-            raise InputError("image", f"{image.shape[2]} x {image.shape[1]} px is too small to explain; accepted: at "
-                                      f"least {MIN_EXPLAINED_SIDE} px per side")
+        check_explainable(image.shape[2], image.shape[1])
         layout = _layout(prompt, clip)
         steps = parse_timesteps(timesteps)
         h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8

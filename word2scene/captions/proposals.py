@@ -12,7 +12,6 @@ classifier probability, or the captioner's mean token probability).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..datasets import concept_word, Sample, scan_dataset
 from ..errors import InputError
 from ..evaluation.extractors import FeatureExtractor, load_extractor
 from ..imagery import IMAGE_SUFFIXES, open_image
+from ..models.sd15 import file_sha256
 from ..prompts.mining import element_phrases, mine
 
 CHUNK = 64  # images read and encoded at a time: a dataset never sits in memory as pixels
@@ -61,11 +61,6 @@ class ProposalSettings:
     captioner: str | None = None  # a local transformers image-to-text folder: adds its sentence
     batch_size: int = 32
     device: str = "cpu"
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of an image file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def scene_classifier(path: str, input_name: str = "classifier") -> FeatureExtractor:

@@ -19,7 +19,8 @@ import yaml
 from ..errors import InputError
 from ..evaluation.image_sets import class_key
 from ..files import safe_relative_name, write_text_atomic
-from .proposals import file_sha256, ImageProposals
+from ..models.sd15 import file_sha256
+from .proposals import ImageProposals
 
 DECISIONS = ("pending", "adopt", "amend", "annihilate")
 LEVELS = ("scene", "tags", "sentences")
@@ -43,10 +44,10 @@ HEADER = """\
 def write_review(proposals: list[ImageProposals], facts: dict, dataset: str | Path, path: str | Path,
                  overwrite: bool = False) -> Path:
     """The review file: the dataset, the facts of the proposal run, one entry per image."""
-    def item(p, level: str) -> dict:
+    def item(p) -> dict:
         return {"text": p.text, "source": p.source, "confidence": p.confidence, "decision": "pending"}
-    images = [{"file": ip.file, "sha256": ip.sha256, "label": ip.label, "scene": item(ip.scene, "scene"),
-               "tags": [item(t, "tags") for t in ip.tags], "sentences": [item(s, "sentences") for s in ip.sentences],
+    images = [{"file": ip.file, "sha256": ip.sha256, "label": ip.label, "scene": item(ip.scene),
+               "tags": [item(t) for t in ip.tags], "sentences": [item(s) for s in ip.sentences],
                "add": []} for ip in proposals]
     body = {"dataset": str(Path(dataset).resolve()), "proposed_by": facts, "images": images}
     return write_text_atomic(path, HEADER + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=110),

@@ -138,7 +138,8 @@ def cmd_heatmap(args) -> int:
                                   f"--overwrite to replace them all, or choose another folder")
     applied = load_concepts(args)
     if args.image:  # the same reader as training: 16-bit and multi-band imagery stretched to 8 bits
-        real_image = check_explainable(open_image(args.image, "--image"), "--image")
+        real_image = open_image(args.image, "--image")
+        check_explainable(*real_image.size, "--image")
         timesteps = parse_timesteps(args.timesteps, "--timesteps")
     check_writable(out, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)

@@ -294,12 +294,12 @@ def generate_with_heatmaps(sd, prompt: str, settings, every: int = 0, words: lis
 MIN_EXPLAINED_SIDE = 8  # pixels: one latent cell
 
 
-def check_explainable(image, input_name: str = "image"):
-    """A real image to explain is at least MIN_EXPLAINED_SIDE px a side."""
-    if min(image.size) < MIN_EXPLAINED_SIDE:
-        raise InputError(input_name, f"{image.size[0]} x {image.size[1]} px is too small to explain; "
+def check_explainable(width: int, height: int, input_name: str = "image") -> None:
+    """A real image to explain is at least MIN_EXPLAINED_SIDE px a side (the CLI, the library
+    and the Explain Image node alike)."""
+    if min(width, height) < MIN_EXPLAINED_SIDE:
+        raise InputError(input_name, f"{width} x {height} px is too small to explain; "
                                      f"accepted: at least {MIN_EXPLAINED_SIDE} px per side")
-    return image
 
 
 @torch.no_grad()
@@ -315,7 +315,8 @@ def explain_image(sd, image, prompt: str, timesteps: list[int], seed: int = 0) -
     bad = [t for t in timesteps if not 0 <= int(t) < n_train]
     if bad or not timesteps:
         raise InputError("timesteps", f"{bad or timesteps} outside the schedule; use integers 0 to {n_train - 1}")
-    image = check_explainable(image).convert("RGB")
+    check_explainable(*image.size)
+    image = image.convert("RGB")
     width, height = image.size
     note = None
     if width % 8 or height % 8:
