@@ -1,11 +1,13 @@
 """The README's pictures of Word2Scene-mini, made with the project's own library:
 
-- docs/images/mini_classes.png: per AID class, a real test image, the base alone (strength 0)
-  and base + the shipped concept (strength 1), same prompt "gs, geographic scene, <word>" and seed;
-- docs/images/mini_epoch_strength.png: the paper's epoch x strength study (rows: the concept
-  after each epoch; columns: strength 0 to 1 in 0.1 steps), one prompt and seed;
+- docs/images/mini_classes.png: per AID class, a real test image, the base alone (strength 0),
+  base + the paper's 11-concept LoRA and base + Word2Scene-C (the default; strength 1), same
+  prompt "gs, geographic scene, <word>" and seed;
+- docs/images/mini_epoch_strength.png: the paper's epoch x strength study (rows: the 11-concept
+  LoRA after each epoch; columns: strength 0 to 1 in 0.1 steps), one prompt and seed;
 - docs/images/mini_heatmaps.png: cross-attention heat maps of "gs", "geographic scene" and the
-  class word, on a generated scene and on a real image (explained at timesteps 100, 300, 500).
+  class word with the default concept, on a generated scene and on a real image (explained at
+  timesteps 100, 300, 500).
 
 Usage: python bench/mini_pictures.py [--epochs DIR_WITH_<stem>-epochNN.safetensors] [--seed 1]
 """
@@ -24,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from word2scene.concepts.file import load_concept  # noqa: E402
 from word2scene.concepts.patching import apply_concepts  # noqa: E402
 from word2scene.imagery import fit_square, read_image, save_png  # noqa: E402
-from word2scene.models.sd15 import MINI_CONCEPT, load_sd15  # noqa: E402
+from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
 from word2scene.scenes.heatmaps import explain_image, generate_with_heatmaps  # noqa: E402
 from word2scene.scenes.pipeline import make_scene  # noqa: E402
@@ -44,21 +46,21 @@ def first_test_image(cls: str) -> Image.Image:
 
 def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[str]) -> None:
     """P(true colour) (bench/bench_mini.py's look score) of the real image, the base alone and
-    base + concept, per class; printed as mean and spread over classes, by split. The base
-    alone is the control: the same prompt, seed and sampler without the concept."""
+    base + each concept, per class; printed as mean and spread over classes, by split. The base
+    alone is the control: the same prompt, seed and sampler without a concept."""
     import numpy as np
 
     from bench.bench_mini import LookScore, fit_images
 
     score = LookScore(fit_images(300))
-    values = np.array([score(row) for row in cells])  # classes x (real, base, concept)
+    values = np.array([score(row) for row in cells])  # classes x (real, base, 11-concept, C)
     rows = []
     for name, mask in (("all 30", np.ones(len(classes), bool)), ("trained 11", np.array([c in trained for c in classes])),
                        ("zero-shot 19", np.array([c not in trained for c in classes]))):
         v = values[mask]
-        rows.append(f"| {name} | " + " | ".join(f"{v[:, k].mean():.2f} (sd {v[:, k].std():.2f})" for k in range(3)) + " |")
-    text = ("| classes | real test image | base alone (strength 0) | base + concept (strength 1) |\n|---|---|---|---|\n"
-            + "\n".join(rows))
+        rows.append(f"| {name} | " + " | ".join(f"{v[:, k].mean():.2f} (sd {v[:, k].std():.2f})" for k in range(4)) + " |")
+    text = ("| classes | real test image | base alone (strength 0) | + 11-concept LoRA (strength 1) | "
+            "+ Word2Scene-C (strength 1) |\n|---|---|---|---|---|\n" + "\n".join(rows))
     print(text)
     (OUT / "mini_look.md").parent.mkdir(parents=True, exist_ok=True)
     (OUT / "mini_look.md").write_text(text + "\n")
@@ -72,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
     kb = load_knowledge(extra_dirs=[])
     sd = load_sd15(model="mini")
-    concept = load_concept(MINI_CONCEPT)
+    concepts = [load_concept(MINI_CONCEPT_11), load_concept(MINI_CONCEPT)]
     settings = SamplingSettings(steps=args.steps, cfg=7.0, seed=args.seed, width=128, height=128)
     classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
     trained = set(kb.by_paper("trained"))
@@ -80,15 +82,15 @@ def main() -> int:
     cells, labels = [], []
     for cls in classes:
         row = [first_test_image(cls)]
-        for strength in (0.0, 1.0):
-            apply_concepts(sd, [(concept, strength, strength)] if strength else [])
+        for concept in [None, *concepts]:
+            apply_concepts(sd, [(concept, 1.0, 1.0)] if concept else [])
             row.append(make_scene(sd, kb[cls].name, settings, kb=kb).image)
         apply_concepts(sd, [])
         cells.append(row)
         labels.append(f"{kb[cls].name}{' *' if cls in trained else ''}")
     look_table(cells, classes, trained)
     half = (len(cells) + 1) // 2
-    columns = ["real (test)", "base, strength 0", "+ concept, strength 1"]
+    columns = ["real (test)", "base, strength 0", "+ 11-concept, 1", "+ C, 1"]
     left = labelled_grid(cells[:half], labels[:half], columns, "")
     right = labelled_grid(cells[half:], labels[half:], columns, "")
     both = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
@@ -98,14 +100,14 @@ def main() -> int:
 
     epochs = []
     if args.epochs:
-        files = sorted(Path(args.epochs).glob(f"{MINI_CONCEPT.stem}-epoch*.safetensors"))
+        files = sorted(Path(args.epochs).glob(f"{MINI_CONCEPT_11.stem}-epoch*.safetensors"))
         epochs = [load_concept(f) for f in files]
     if args.epochs and epochs:
         image, _ = strength_grid(sd, "gs, geographic scene, dense residential", epochs,
                                  [round(0.1 * i, 1) for i in range(11)], settings)
         save_png(image, OUT / "mini_epoch_strength.png", overwrite=True)
 
-    apply_concepts(sd, [(concept, 1.0, 1.0)])
+    apply_concepts(sd, [(concepts[1], 1.0, 1.0)])
     panels = []
     for cls in ("church", "airport"):
         prompt = f"gs, geographic scene, {kb[cls].name}"

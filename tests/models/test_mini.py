@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from conftest import SHARED
 from word2scene.cli import build_parser, main
 from word2scene.cli.common import image_size, load_concepts
 from word2scene.concepts.file import read_concept
@@ -17,7 +18,7 @@ from word2scene.concepts.keys import kohya_name
 from word2scene.concepts.patching import apply_concepts
 from word2scene.errors import InputError
 from word2scene.models import sd15
-from word2scene.models.sd15 import MINI_CHECKPOINT, MINI_CONCEPT, load_sd15
+from word2scene.models.sd15 import MINI_CHECKPOINT, MINI_CONCEPT, MINI_CONCEPT_11, load_sd15
 from word2scene.prompts.knowledge import load_knowledge
 from word2scene.training.base_model import PRETRAIN_METADATA_KEY
 
@@ -30,7 +31,7 @@ def mini():
 
 
 def test_shipped_files_are_small_fp16_and_say_how_they_were_made():
-    for path in (MINI_CHECKPOINT, MINI_CONCEPT):
+    for path in (MINI_CHECKPOINT, MINI_CONCEPT, MINI_CONCEPT_11):
         assert path.is_file() and path.stat().st_size <= LIMIT, path
     with safe_open(str(MINI_CHECKPOINT), framework="pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} <= {"F16", "I64"}
@@ -39,12 +40,9 @@ def test_shipped_files_are_small_fp16_and_say_how_they_were_made():
     assert not any("gs" in t.split() or "geographic scene" in t for t in facts["look"]["templates"])
 
 
-def test_concept_is_the_paper_11_on_this_base_and_maps_every_key(mini):
-    concept = read_concept(MINI_CONCEPT)
+def check_fits_the_base(mini, concept):
     info = concept.info
-    kb = load_knowledge(extra_dirs=[])
     assert info.trigger_words == ["gs", "geographic scene"]
-    assert sorted(info.concepts) == sorted(kb[c].name for c in kb.by_paper("trained")) and len(info.concepts) == 11
     assert info.base_model_name == MINI_CHECKPOINT.name
     assert info.base_model_hash == hashlib.sha256(MINI_CHECKPOINT.read_bytes()).hexdigest()
     assert info.training_config["resolution"] == 128 and info.training.steps > 0
@@ -59,6 +57,23 @@ def test_concept_is_the_paper_11_on_this_base_and_maps_every_key(mini):
     finally:
         apply_concepts(mini, [])
     assert torch.equal(before, mini.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k.weight)
+
+
+def test_paper_concept_is_the_11_on_this_base_and_maps_every_key(mini):
+    concept = read_concept(MINI_CONCEPT_11)
+    kb = load_knowledge(extra_dirs=[])
+    assert sorted(concept.info.concepts) == sorted(kb[c].name for c in kb.by_paper("trained"))
+    assert len(concept.info.concepts) == 11
+    check_fits_the_base(mini, concept)
+
+
+def test_default_concept_is_word2scene_c_on_all_30_aid_classes(mini):
+    concept = read_concept(MINI_CONCEPT)
+    aid = sorted(d.name for d in (SHARED / "data" / "aid").iterdir() if d.is_dir())
+    kb = load_knowledge(extra_dirs=[])
+    assert len(aid) == 30 and sorted(concept.info.concepts) == sorted(kb[c].name for c in aid)
+    assert concept.info.training.epochs == 3 and concept.info.training.dataset_size == 8282
+    check_fits_the_base(mini, concept)
 
 
 def test_main_job_defaults_pick_mini_its_concept_and_128_px():

@@ -1,5 +1,6 @@
 """The epoch x strength grid (the paper's figure)."""
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -44,3 +45,18 @@ def test_cli_grid(tiny, tmp_path, capsys):
         assert im.width >= 3 * 32 and im.height >= 2 * 32
     assert "2 concept(s) x 3 strengths" in capsys.readouterr().out
     assert main(args) == 2 and "exists" in capsys.readouterr().err
+
+
+def test_a_batch_of_prompts_draws_what_one_by_one_sampling_draws(tiny):
+    from word2scene.scenes.sampling import sample
+
+    settings = SamplingSettings(steps=3, width=32, height=32, seed=0)
+    prompts = ["gs, geographic scene, airport", "gs, geographic scene, forest"]
+    batch = sample(tiny, prompts, settings, seeds=[5, 9])
+    alone = [sample(tiny, p, SamplingSettings(steps=3, width=32, height=32, seed=s)) for p, s in zip(prompts, (5, 9))]
+    assert batch.shape == (2, 4, 4, 4)
+    for k in range(2):
+        assert torch.allclose(batch[k:k + 1], alone[k], atol=1e-4)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-2)
+    with pytest.raises(InputError, match="seeds"):
+        sample(tiny, prompts, settings, seeds=[1])

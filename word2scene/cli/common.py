@@ -74,7 +74,8 @@ def add_concept_args(p: argparse.ArgumentParser) -> None:
 
 def load_concepts(args) -> list:
     """(concept, strength_model, strength_clip) per --concept. On the built-in mini model
-    without --concept, its shipped Word2Scene concept at --strength (default 1)."""
+    without --concept, its shipped default concept (Word2Scene-C, all 30 AID classes) at
+    --strength (default 1)."""
     applied = []
     paths = args.concept
     if not paths and not args.checkpoint and args.model == "mini":

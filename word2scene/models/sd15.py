@@ -409,11 +409,14 @@ def load_diffusers_folder(folder: str | os.PathLike, dtype=torch.float32) -> SD1
     return sd
 
 
-# Word2Scene-mini as shipped: the base model trained here (training/base_model.py) and the
-# Word2Scene concept trained on it with `train`; README > Word2Scene-mini has the commands.
+# Word2Scene-mini as shipped: the base model trained here (training/base_model.py) and two
+# Word2Scene concepts trained on it with `train`; README > Word2Scene-mini has the commands.
+# The default concept is Word2Scene-C (all 30 AID classes); the paper's 11-concept LoRA is kept
+# for the 11 + 19 experiment, where its 19 unseen words stayed short of the real look.
 MINI_FOLDER = ASSETS.parent / "mini"
 MINI_CHECKPOINT = MINI_FOLDER / "word2scene-mini.safetensors"
-MINI_CONCEPT = MINI_FOLDER / "word2scene-mini-concept.safetensors"
+MINI_CONCEPT = MINI_FOLDER / "word2scene-mini-c.safetensors"
+MINI_CONCEPT_11 = MINI_FOLDER / "word2scene-mini-concept.safetensors"
 BUILT_IN_MODELS = ("mini", "tiny")
 NATIVE_RESOLUTION = {"mini": 128, "tiny": 64, "checkpoint": 512}  # pixels each model was made for
 

@@ -96,22 +96,32 @@ def decode(sd: SD15, latents: torch.Tensor) -> list[Image.Image]:
 
 
 @torch.no_grad()
-def sample(sd: SD15, prompt: str, settings: SamplingSettings,
-           on_step: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None, tracer=None) -> torch.Tensor:
-    """DDIM sampling with classifier-free guidance. Returns latents 1 x 4 x H/8 x W/8.
+def sample(sd: SD15, prompt: str | list[str], settings: SamplingSettings,
+           on_step: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None, tracer=None,
+           seeds: list[int] | None = None) -> torch.Tensor:
+    """DDIM sampling with classifier-free guidance. Returns latents B x 4 x H/8 x W/8.
 
+    One prompt gives one image from settings.seed. A list of prompts samples them as one batch,
+    image k from seeds[k] (default: settings.seed for each): each image starts from the noise it
+    would have alone, so a batch draws what one-by-one sampling draws (up to float rounding).
     on_step(step, total, latents, x0_prediction); a heat-map `tracer` captures the
     conditional half of each guidance batch."""
     from diffusers import DDIMScheduler
 
     settings.check()
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    seeds = [settings.seed] * len(prompts) if seeds is None else list(seeds)
+    if not prompts or len(seeds) != len(prompts):
+        raise InputError("seeds", f"give one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
+    b = len(prompts)
     scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
     scheduler.set_timesteps(settings.steps)
-    context = join_contexts([encode_prompt(sd, settings.negative), encode_prompt(sd, prompt)]).to(sd.unet.dtype)
-    latents = initial_noise(settings.seed, (1, 4, settings.height // 8, settings.width // 8)).to(sd.device)
-    latents = latents * scheduler.init_noise_sigma
+    negative = encode_prompt(sd, settings.negative)
+    context = join_contexts([negative] * b + [encode_prompt(sd, p) for p in prompts]).to(sd.unet.dtype)
+    shape = (1, 4, settings.height // 8, settings.width // 8)
+    latents = torch.cat([initial_noise(s, shape) for s in seeds]).to(sd.device) * scheduler.init_noise_sigma
     if tracer is not None:
-        tracer.cond_rows = torch.tensor([1])
+        tracer.cond_rows = torch.arange(b, 2 * b)
     for i, t in enumerate(scheduler.timesteps):
         x = torch.cat([latents, latents]).to(sd.unet.dtype)
         uncond, cond = sd.unet(x, t, encoder_hidden_states=context).sample.float().chunk(2)
