@@ -45,7 +45,7 @@ from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E40
 from word2scene.evaluation.scoring import EvaluationSettings, evaluate  # noqa: E402
 from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
-from word2scene.scenes.pipeline import make_scene  # noqa: E402
+from word2scene.scenes.pipeline import make_scenes  # noqa: E402
 from word2scene.scenes.sampling import SamplingSettings  # noqa: E402
 from word2scene.training.base_model import old_photo  # noqa: E402
 
@@ -100,19 +100,26 @@ def write_report(out: Path, text: str, results: dict) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
 
+def subset(items: list, images: list, mask) -> tuple[list, list]:
+    """The items and their images where `mask` is true."""
+    return [it for it, m in zip(items, mask) if m], [im for im, m in zip(images, mask) if m]
+
+
 # --- generation ----------------------------------------------------------------------------
-def generate_row(sd, kb, classes: list[str], images: int, out: Path, concept, strength: float, steps: int) -> None:
-    """images per class at 128 px, seed k for image k; skips files already written."""
+def generate_row(sd, kb, classes: list[str], seeds: list[int], out: Path, concept, strength: float, steps: int,
+                 batch: int = 30) -> None:
+    """Each class x seed at 128 px (out/<class>/<seed>.png), `batch` scenes per sampling call;
+    skips files already written."""
+    jobs = [(cid, seed) for cid in classes for seed in seeds if not (out / cid / f"{seed:04d}.png").is_file()]
     apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
     try:
-        for cid in classes:
-            for seed in range(images):
-                path = out / cid / f"{seed:04d}.png"
-                if path.is_file():
-                    continue
-                scene = make_scene(sd, kb[cid].name, SamplingSettings(steps=steps, cfg=7.0, seed=seed, width=128, height=128),
-                                   kb=kb, parameters={"strength": strength, "concept": str(getattr(concept, "path", ""))})
-                scene.save(path, overwrite=True)
+        for start in range(0, len(jobs), batch):
+            part = jobs[start:start + batch]
+            scenes = make_scenes(sd, [(kb[cid].name, seed) for cid, seed in part],
+                                 SamplingSettings(steps=steps, cfg=7.0, width=128, height=128), kb=kb,
+                                 parameters={"strength": strength, "concept": str(getattr(concept, "path", ""))})
+            for (cid, seed), scene in zip(part, scenes):
+                scene.save(out / cid / f"{seed:04d}.png", overwrite=True)
     finally:
         apply_concepts(sd, [])
 
@@ -159,7 +166,7 @@ def main() -> int:
     for name, (c, strength) in rows.items():
         folder = out / "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
         g0 = time.perf_counter()
-        generate_row(sd, kb, classes, args.images, folder, c, strength, args.steps)
+        generate_row(sd, kb, classes, list(range(args.images)), folder, c, strength, args.steps)
         items = image_set(folder, "generated")
         print(f"{name}: {len(items)} images ({time.perf_counter() - g0:.0f} s)")
         table.append((name, items, read_images(items, "generated")))
@@ -167,6 +174,11 @@ def main() -> int:
     lines = ["| row | OA all 30 | OA the 11 | OA the 19 | OA by seed half | look all | look the 11 | "
              "look the 19 | FID | KID x1e3 | GSHPS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     spread_lines = ["| row | look | FID | KID x1e3 | GSHPS |", "|---|---|---|---|---|"]
+
+    def distances(items, images):
+        report = evaluate(items, test, EvaluationSettings(features=str(clf_path)), generated_images=images)
+        return report.value("FID"), report.value("KID") * 1e3, report.value("GSHPS")
+
     for name, items, images in table:
         acc = accuracy(classifier, items, images=images)
         per_class = acc.per_class
@@ -174,16 +186,12 @@ def main() -> int:
                     for k in ("trained", "zero-shot")}
         sd_class = {k: np.std([per_class[c] for c in per_class if (c in trained) == (k == "trained")])
                     for k in ("trained", "zero-shot")}
-        def distances(items, images):
-            report = evaluate(items, test, EvaluationSettings(features=str(clf_path)), generated_images=images)
-            return report.value("FID"), report.value("KID") * 1e3, report.value("GSHPS")
-
         scores = look(images)
         halves, spread = [], []
         if name != "real test images":
             seeds = np.array([int(Path(i.path).stem) for i in items])
             for half in (seeds < args.images // 2, seeds >= args.images // 2):
-                sub, sub_images = [it for it, h in zip(items, half) if h], [im for im, h in zip(images, half) if h]
+                sub, sub_images = subset(items, images, half)
                 halves.append(accuracy(classifier, sub, images=sub_images).overall)
                 spread.append((float(scores[half].mean()), *distances(sub, sub_images)))
             spread_lines.append(f"| {name} | " + " | ".join(" / ".join(fmt.format(h[k]) for h in spread)

@@ -3,7 +3,7 @@ look score of the concept after each epoch (at strength 1) and at each strength 
 last epoch), with the base alone (strength 0) as the shared starting point.
 
 Every point draws the 30 AID classes x N seeds (seeds 0..N-1, the prompt "gs, geographic scene,
-<word>" as the expander writes it, DDIM, CFG 7, 128 px) in one batch, and scores them with
+<word>" as the expander writes it, DDIM, CFG 7, 128 px) in batches of 30, and scores them with
 bench/bench_mini.py's classifier and look score. Spread: each figure per seed, and the
 standard deviation over classes. Images are cached in --out, so a run resumes where it stopped.
 
@@ -24,37 +24,14 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_mini import AID, LookScore, fit_images, write_report  # noqa: E402
+from bench.bench_mini import AID, generate_row, LookScore, fit_images, subset, write_report  # noqa: E402
 from word2scene.concepts.file import load_concept  # noqa: E402
-from word2scene.concepts.patching import apply_concepts  # noqa: E402
 from word2scene.evaluation.classifier import accuracy  # noqa: E402
 from word2scene.evaluation.extractors import load_extractor  # noqa: E402
 from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
 from word2scene.imagery import save_png  # noqa: E402
 from word2scene.models.sd15 import load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
-from word2scene.scenes.pipeline import scene_prompt  # noqa: E402
-from word2scene.scenes.sampling import SamplingSettings, decode, sample  # noqa: E402
-
-
-def draw_point(sd, kb, classes, seeds, folder: Path, concept, strength: float, steps: int) -> None:
-    """The 30 classes x seeds of one (concept, strength) point, in one batch; skipped when cached."""
-    jobs = [(c, s) for c in classes for s in seeds if not (folder / c / f"{s:04d}.png").is_file()]
-    if not jobs:
-        return
-    expansions = [scene_prompt(sd, kb[c].name, seed=s, kb=kb) for c, s in jobs]
-    negatives = {e.negative for e in expansions}
-    assert len(negatives) == 1, negatives  # one negative prompt per batch
-    settings = SamplingSettings(steps=steps, cfg=7.0, seed=0, width=128, height=128, negative=negatives.pop())
-    apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
-    try:
-        for start in range(0, len(jobs), 30):
-            part = jobs[start:start + 30]
-            latents = sample(sd, [e.positive for e in expansions[start:start + 30]], settings, seeds=[s for _, s in part])
-            for (c, s), image in zip(part, decode(sd, latents)):
-                save_png(image, folder / c / f"{s:04d}.png", overwrite=True)
-    finally:
-        apply_concepts(sd, [])
 
 
 def chart(series: dict[str, list[float]], x: list[str], title: str, width: int = 520, height: int = 260) -> Image.Image:
@@ -93,10 +70,10 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.perf_counter()
     out = Path(args.out)
-    files = sorted(Path(args.epochs).glob("*-epoch*.safetensors"), key=lambda f: int(re.findall(r"epoch(\d+)", f.stem)[-1]))
-    if not files:
+    by_epoch_file = sorted((int(re.findall(r"epoch(\d+)", f.stem)[-1]), f) for f in Path(args.epochs).glob("*-epoch*.safetensors"))
+    if not by_epoch_file:
         raise SystemExit(f"{args.epochs}: no <stem>-epochNNN.safetensors files (train --save-every-epoch writes them)")
-    epochs = [int(re.findall(r"epoch(\d+)", f.stem)[-1]) for f in files]
+    epochs, files = [e for e, _ in by_epoch_file], [f for _, f in by_epoch_file]
     kb = load_knowledge(extra_dirs=[])
     classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
     trained = set(kb.by_paper("trained")) & set(classes)
@@ -116,15 +93,15 @@ def main() -> int:
     for name, epoch, path, strength in points:
         folder = out / ("base" if path is None else f"epoch{epoch:03d}_s{strength:.1f}")
         g0 = time.perf_counter()
-        draw_point(sd, kb, classes, seeds, folder, None if path is None else load_concept(path), strength, args.steps)
+        generate_row(sd, kb, classes, seeds, folder, None if path is None else load_concept(path), strength, args.steps)
         items = [i for i in image_set(folder, "generated") if int(Path(i.path).stem) in seeds]
         images = read_images(items, "generated")
         acc = accuracy(classifier, items, images=images)
         scores = look(images)
         is_trained = np.array([i.label in trained for i in items])
         seed_of = np.array([int(Path(i.path).stem) for i in items])
-        by_seed_oa = [accuracy(classifier, [i for i, k in zip(items, seed_of) if k == s],
-                               images=[im for im, k in zip(images, seed_of) if k == s]).overall for s in seeds]
+        by_seed = [subset(items, images, seed_of == s) for s in seeds]
+        by_seed_oa = [accuracy(classifier, sub, images=sub_images).overall for sub, sub_images in by_seed]
         by_seed_look = [float(scores[seed_of == s].mean()) for s in seeds]
         row = {"epoch": epoch, "strength": strength, "oa": acc.overall, "oa_by_seed": by_seed_oa,
                "oa_class_std": float(np.std(list(acc.per_class.values()))), "look": float(scores.mean()),

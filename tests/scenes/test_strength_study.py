@@ -60,3 +60,18 @@ def test_a_batch_of_prompts_draws_what_one_by_one_sampling_draws(tiny):
     assert not torch.allclose(alone[0], alone[1], atol=1e-2)
     with pytest.raises(InputError, match="seeds"):
         sample(tiny, prompts, settings, seeds=[1])
+
+
+def test_make_scenes_draws_what_make_scene_draws_for_each_word_and_seed(tiny):
+    from word2scene.scenes.pipeline import make_scene, make_scenes
+
+    settings = SamplingSettings(steps=3, width=32, height=32, seed=0)
+    jobs = [("airport", 5), ("forest", 9), ("airport", 6)]
+    scenes = make_scenes(tiny, jobs, settings, parameters={"strength": 0.5})
+    for (word, seed), scene in zip(jobs, scenes):
+        alone = make_scene(tiny, word, SamplingSettings(steps=3, width=32, height=32, seed=seed),
+                           parameters={"strength": 0.5})
+        assert scene.prompt == alone.prompt and scene.settings == alone.settings
+        assert scene.parameters == alone.parameters and scene.parameters["seed"] == seed
+        assert np.abs(np.asarray(scene.image, dtype=int) - np.asarray(alone.image, dtype=int)).max() <= 1
+    assert not np.array_equal(np.asarray(scenes[0].image), np.asarray(scenes[2].image))

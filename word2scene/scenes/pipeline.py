@@ -16,7 +16,7 @@ from ..concepts.file import DEFAULT_TRIGGER_WORDS
 from ..imagery import save_png
 from ..prompts.expander import Expansion, expand
 from ..prompts.knowledge import KnowledgeBase
-from .sampling import SamplingSettings, generate
+from .sampling import decode, sample, SamplingSettings
 
 
 @dataclass
@@ -45,10 +45,28 @@ def make_scene(sd, words: str, settings: SamplingSettings, *, style: str = "word
     """One scene for `words`: expanded, sampled with `settings` (its seed also picks the
     expander's details), decoded. `negative` replaces the expander's negative prompt;
     `parameters` adds entries to what the PNG records."""
-    expansion = scene_prompt(sd, words, style=style, detail=detail, seed=settings.seed, trigger_words=trigger_words,
-                             kb=kb)
-    settings = replace(settings, negative=expansion.negative if negative is None else negative).check()
-    image = generate(sd, expansion.positive, settings, on_step=on_step)
-    recorded = {"prompt": expansion.positive, **settings.as_dict(), "sampler": "DDIM", "model": sd.source,
-                "style": style, **(parameters or {})}
-    return Scene(image, words, expansion.positive, settings, recorded)
+    return make_scenes(sd, [(words, settings.seed)], settings, style=style, detail=detail, trigger_words=trigger_words,
+                       kb=kb, negative=negative, on_step=on_step, parameters=parameters)[0]
+
+
+def make_scenes(sd, jobs: list[tuple[str, int]], settings: SamplingSettings, *, style: str = "word2scene",
+                detail: int = 1, trigger_words: list[str] | None = None, kb: KnowledgeBase | None = None,
+                negative: str | None = None, on_step: Callable | None = None,
+                parameters: dict | None = None) -> list[Scene]:
+    """make_scene for each (words, seed) job, sampled as one batch per negative prompt: each
+    scene is the one make_scene draws for those words and seed (up to float rounding)."""
+    expansions = [scene_prompt(sd, w, style=style, detail=detail, seed=seed, trigger_words=trigger_words, kb=kb)
+                  for w, seed in jobs]
+    negatives = [e.negative if negative is None else negative for e in expansions]
+    scenes: list[Scene | None] = [None] * len(jobs)
+    for neg in dict.fromkeys(negatives):
+        batch = [k for k, n in enumerate(negatives) if n == neg]
+        shared = replace(settings, negative=neg).check()
+        latents = sample(sd, [expansions[k].positive for k in batch], shared, on_step=on_step,
+                         seeds=[jobs[k][1] for k in batch])
+        for k, image in zip(batch, decode(sd, latents)):
+            own = replace(shared, seed=jobs[k][1])
+            recorded = {"prompt": expansions[k].positive, **own.as_dict(), "sampler": "DDIM", "model": sd.source,
+                        "style": style, **(parameters or {})}
+            scenes[k] = Scene(image, jobs[k][0], expansions[k].positive, own, recorded)
+    return scenes
