@@ -128,3 +128,21 @@ def test_a_frozen_text_encoder_is_run_once_per_caption_with_the_same_contexts():
     with torch.no_grad():
         live = caption_encoder(sd, tokens, trainable=True)(batch)
     torch.testing.assert_close(fixed, live, rtol=1e-5, atol=1e-6)  # what the per-step encoding gives
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth():
+    from word2scene.training.base_model import _lr
+    rates = [_lr(k, 1.0, 10, 110, "cosine") for k in range(110)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[10] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[60] == pytest.approx(0.55, abs=0.01)
+    assert [_lr(k, 1.0, 10, 110, "constant") for k in (50, 109)] == [1.0, 1.0]
+
+
+def test_a_resumed_run_with_another_precision_is_refused_by_name(handful, tmp_path):
+    pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 2}))
+    state = sorted(tmp_path.glob("a.pretrain-*.pt"))[0]
+    with pytest.raises(InputError, match="vae_precision"):
+        pretrain(handful, tmp_path / "b.safetensors", PretrainConfig(**{**QUICK, "vae_precision": "fp32"}),
+                 resume=state)
