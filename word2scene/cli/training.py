@@ -38,6 +38,8 @@ def add_commands(sub) -> None:
     pt.add_argument("--resume", help="a state file written by --save-every")
     pt.add_argument("--init", help="start from this checkpoint's weights (a model of the same --model) instead of "
                                    "random ones; with --vae-steps 0 its VAE is kept as it is")
+    pt.add_argument("--init-vae", help="take the VAE (and its latent scale) from this checkpoint instead (with "
+                                       "--init: a new VAE under an earlier UNet and text encoder)")
     add_arguments(pt, PretrainConfig)
     pt.set_defaults(handler=cmd_pretrain)
 
@@ -95,7 +97,8 @@ def cmd_pretrain(args) -> int:
         raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
     bar = TrainBar()
     try:
-        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init, overwrite=args.overwrite,
+        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init,
+                 init_vae=args.init_vae, overwrite=args.overwrite,
                  on_progress=bar.update)
     except KeyboardInterrupt:
         bar.close()

@@ -350,12 +350,14 @@ def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=None, resume: str | Path | None = None,
-             init: str | Path | None = None, overwrite: bool = False,
+             init: str | Path | None = None, init_vae: str | Path | None = None, overwrite: bool = False,
              on_progress: Callable[[PretrainProgress], None] | None = None) -> Path:
     """Train the mini base model on `dataset` (every class, shifted look) and write it to
     `out` as one fp16 single-file checkpoint. States every cfg.save_every steps beside
     `out` (<stem>.pretrain-<vae step>-<unet step>.pt); `resume` continues one. `init` starts
-    from that checkpoint's weights (and its VAE's latent scale) instead of random ones. The
+    from that checkpoint's weights (and its VAE's latent scale) instead of random ones;
+    `init_vae` takes the VAE and its latent scale from another checkpoint (a new VAE under an
+    earlier UNet and text encoder: the UNet then learns the new latents from a warm start). The
     output folder is checked first, and one run at a time writes an output (a lock beside it)."""
     cfg.check()
     out = Path(out)
@@ -365,30 +367,42 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
         raise InputError("out", f"{out} exists; pass overwrite to replace it")
     check_writable(out.parent)
     with output_lock(out):
-        return _pretrain(dataset, out, cfg, kb, resume, init, overwrite, on_progress)
+        return _pretrain(dataset, out, cfg, kb, resume, init, init_vae, overwrite, on_progress)
 
 
-def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, overwrite, on_progress) -> Path:
+def _starting_model(cfg: PretrainConfig, init, init_vae) -> tuple[SD15, float | None]:
+    """The model a run starts from (random, or `init`'s weights with `init_vae`'s VAE) and
+    the latent scale it brings (None: measured on the encoded latents)."""
+    configs = mini_configs() if cfg.model == "mini" else tiny_configs()
+    widths = lambda c: {part: {k: v for k, v in c[part].items() if k != "scaling_factor"}
+                        for part in ("unet", "vae", "text_encoder")}
+    sd = build_random(configs, cfg.seed, name=cfg.model)
+    scale = None
+    for path, name in ((init, "init"), (init_vae, "init_vae")):
+        if path is None:
+            continue
+        start = load_single_file(path, input_name=name)
+        if widths(start.configs) != widths(configs):
+            raise InputError(name, f"{Path(path).name} is not a {cfg.model} model; pass its --model")
+        parts = ("vae",) if name == "init_vae" else ("unet", "vae", "text_encoder")
+        for part in parts:
+            getattr(sd, part).load_state_dict(getattr(start, part).state_dict())
+        scale = float(start.vae_scale)
+    return sd, scale
+
+
+def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_vae, overwrite, on_progress) -> Path:
     from diffusers import DDPMScheduler
 
     samples = scan_dataset(dataset, None, cfg.split, kb)
     data_hash = dataset_hash(samples)
-    configs = mini_configs() if cfg.model == "mini" else tiny_configs()
-    if init is not None:
-        sd = load_single_file(init, input_name="init")
-        widths = lambda c: {part: {k: v for k, v in c[part].items() if k != "scaling_factor"}
-                            for part in ("unet", "vae", "text_encoder")}
-        if widths(sd.configs) != widths(configs):
-            raise InputError("init", f"{Path(init).name} is not a {cfg.model} model; pass its --model")
-    else:
-        sd = build_random(configs, cfg.seed, name=cfg.model)
+    sd, start_scale = _starting_model(cfg, init, init_vae)
     with torch.no_grad():
         sd.text_encoder.get_input_embeddings().weight.mul_(cfg.text_token_scale)
     for model in (sd.vae, sd.unet, sd.text_encoder):
         model.requires_grad_(True).train()
     run = _Run(sd, cfg, out, data_hash)
-    if init is not None:
-        run.latent_scale = float(sd.vae_scale)
+    run.latent_scale = start_scale
     if resume:
         run.load_state(Path(resume))
     samples, arrays, skipped = load_images(samples, cfg.resolution)
@@ -439,7 +453,8 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, overwri
         sd.text_encoder.load_state_dict(run.ema_text.state_dict())
     for model in (sd.unet, sd.text_encoder):
         model.eval().requires_grad_(False)
-    facts = {**asdict(cfg), "init": None if init is None else {"file": Path(init).name, "sha256": file_sha256(init)},
+    started = lambda path: None if path is None else {"file": Path(path).name, "sha256": file_sha256(path)}
+    facts = {**asdict(cfg), "init": started(init), "init_vae": started(init_vae),
              "dataset_hash": data_hash, "images": len(samples), "skipped_images": len(skipped),
                                          "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST,
                                                   "blur_radius": LOOK_BLUR_RADIUS},
