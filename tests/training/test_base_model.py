@@ -162,3 +162,11 @@ def test_init_vae_puts_a_new_vae_under_an_earlier_unet_and_text_encoder(handful,
     assert load_sd15(merged).vae_scale == load_sd15(vae_run).vae_scale
     with pytest.raises(InputError, match="^init_vae: old.safetensors is not a mini model"):
         pretrain(handful, tmp_path / "x.safetensors", PretrainConfig(**{**quiet, "model": "mini"}), init_vae=earlier)
+
+
+def test_pretrain_names_a_device_this_machine_lacks(handful, tmp_path):
+    with pytest.raises(InputError, match="^device: 'bogus' is not a device"):
+        pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**QUICK), device="bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="^device: 'cuda' is not a device"):
+            pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**QUICK), device="cuda")

@@ -40,6 +40,8 @@ def add_commands(sub) -> None:
                                    "random ones; with --vae-steps 0 its VAE is kept as it is")
     pt.add_argument("--init-vae", help="take the VAE (and its latent scale) from this checkpoint instead (with "
                                        "--init: a new VAE under an earlier UNet and text encoder)")
+    pt.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...); the random "
+                                                    "draws come from the CPU's generator on every device")
     add_arguments(pt, PretrainConfig)
     pt.set_defaults(handler=cmd_pretrain)
 
@@ -98,7 +100,7 @@ def cmd_pretrain(args) -> int:
     bar = TrainBar()
     try:
         pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init,
-                 init_vae=args.init_vae, overwrite=args.overwrite,
+                 init_vae=args.init_vae, device=args.device, overwrite=args.overwrite,
                  on_progress=bar.update)
     except KeyboardInterrupt:
         bar.close()

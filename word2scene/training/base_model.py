@@ -158,9 +158,9 @@ def _lr(step: int, base: float, warmup: int, total: int = 0, decay: str = "const
     return base
 
 
-def autocast(precision: str):
-    """bf16 autocast on the CPU (or the device) for precision "bf16"; a no-op for "fp32"."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(precision: str, device: torch.device):
+    """bf16 autocast on `device` for precision "bf16"; a no-op for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 class _Run:
@@ -233,9 +233,10 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
         crop = pixels[i, y:y + cfg.vae_crop, x:x + cfg.vae_crop]
         crop = np.asarray(old_photo(Image.fromarray(crop))) if s else crop
         crops.append(dihedral(crop, k))
-    x = pixels_to_tensor(np.stack(crops))
-    noise = torch.randn((len(x), 4, cfg.vae_crop // 8, cfg.vae_crop // 8), generator=g)
-    with autocast(cfg.vae_precision):
+    device = run.sd.device
+    x = pixels_to_tensor(np.stack(crops)).to(device)
+    noise = torch.randn((len(x), 4, cfg.vae_crop // 8, cfg.vae_crop // 8), generator=g).to(device)
+    with autocast(cfg.vae_precision, device):
         dist = vae.encode(x).latent_dist
         z = dist.mean + dist.std * noise
         recon = vae.decode(z).sample.float()
@@ -259,10 +260,11 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
 def encode_latents(vae, images: np.ndarray, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std) of the VAE's latent distribution: N x 4 x H/8 x W/8 each."""
     means, stds = [], []
+    device = next(vae.parameters()).device
     for i in range(0, len(images), batch):
-        dist = vae.encode(pixels_to_tensor(images[i:i + batch])).latent_dist
-        means.append(dist.mean)
-        stds.append(dist.std)
+        dist = vae.encode(pixels_to_tensor(images[i:i + batch]).to(device)).latent_dist
+        means.append(dist.mean.cpu())
+        stds.append(dist.std.cpu())
     return torch.cat(means), torch.cat(stds)
 
 
@@ -275,9 +277,9 @@ def caption_encoder(sd: SD15, tokens: dict[str, torch.Tensor], trainable: bool) 
     """texts -> B x 77 x D contexts. A frozen text encoder (text learning rate 0) is run once
     per distinct caption, not once per caption and step."""
     if trainable:
-        return lambda texts: sd.text_encoder(torch.stack([tokens[t] for t in texts]))[0]
+        return lambda texts: sd.text_encoder(torch.stack([tokens[t] for t in texts]).to(sd.device))[0]
     with torch.no_grad():
-        fixed = {t: sd.text_encoder(ids[None])[0][0] for t, ids in tokens.items()}
+        fixed = {t: sd.text_encoder(ids[None].to(sd.device))[0][0] for t, ids in tokens.items()}
     return lambda texts: torch.stack([fixed[t] for t in texts])
 
 
@@ -311,13 +313,15 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
     flip = torch.randint(0, 8, (cfg.batch_size,), generator=g)  # the square's symmetries: RS scenes have no "up"
     latents = (mean[index] + std[index] * torch.randn(mean[index].shape, generator=g)) * run.latent_scale
     latents = torch.stack([_dihedral(l, int(k)) for l, k in zip(latents, flip)])
+    device = sd.device
     templates = torch.randint(0, len(LOOK_TEMPLATES), (cfg.batch_size,), generator=g).tolist()
     drop = (torch.rand(cfg.batch_size, generator=g) < cfg.caption_dropout).tolist()
-    noise = torch.randn(latents.shape, generator=g)
-    timesteps = torch.randint(0, schedule.config.num_train_timesteps, (cfg.batch_size,), generator=g)
+    noise = torch.randn(latents.shape, generator=g).to(device)
+    timesteps = torch.randint(0, schedule.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
+    latents = latents.to(device)
     texts = ["" if d else look_caption(concepts[i], t) for i, t, d in zip(index.tolist(), templates, drop)]
     noisy = schedule.add_noise(latents, noise, timesteps)
-    with autocast(cfg.unet_precision):
+    with autocast(cfg.unet_precision, device):
         context = encode(texts)
         pred = sd.unet(noisy, timesteps, encoder_hidden_states=context).sample
     loss = epsilon_loss(pred, noise, timesteps, schedule, cfg.min_snr_gamma)
@@ -351,6 +355,7 @@ def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
 
 def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=None, resume: str | Path | None = None,
              init: str | Path | None = None, init_vae: str | Path | None = None, overwrite: bool = False,
+             device: str = "cpu",
              on_progress: Callable[[PretrainProgress], None] | None = None) -> Path:
     """Train the mini base model on `dataset` (every class, shifted look) and write it to
     `out` as one fp16 single-file checkpoint. States every cfg.save_every steps beside
@@ -367,7 +372,18 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
         raise InputError("out", f"{out} exists; pass overwrite to replace it")
     check_writable(out.parent)
     with output_lock(out):
-        return _pretrain(dataset, out, cfg, kb, resume, init, init_vae, overwrite, on_progress)
+        return _pretrain(dataset, out, cfg, kb, resume, init, init_vae, overwrite, on_progress, training_device(device))
+
+
+def training_device(name: str) -> torch.device:
+    """The torch device called `name`, refused by name when it does not exist here."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise InputError("device", f"{name!r} is not a device this machine has ({str(exc).splitlines()[0]}); "
+                                   "use cpu, or cuda / cuda:N where a GPU is present") from None
+    return device
 
 
 def _starting_model(cfg: PretrainConfig, init, init_vae) -> tuple[SD15, float | None]:
@@ -391,7 +407,8 @@ def _starting_model(cfg: PretrainConfig, init, init_vae) -> tuple[SD15, float | 
     return sd, scale
 
 
-def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_vae, overwrite, on_progress) -> Path:
+def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_vae, overwrite, on_progress,
+              device: torch.device) -> Path:
     from diffusers import DDPMScheduler
 
     samples = scan_dataset(dataset, None, cfg.split, kb)
@@ -401,6 +418,7 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
         sd.text_encoder.get_input_embeddings().weight.mul_(cfg.text_token_scale)
     for model in (sd.vae, sd.unet, sd.text_encoder):
         model.requires_grad_(True).train()
+    sd.to(device)  # random draws stay on the CPU's generator: the same run on any device
     run = _Run(sd, cfg, out, data_hash)
     run.latent_scale = start_scale
     if resume:
@@ -460,5 +478,6 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
                                                   "blur_radius": LOOK_BLUR_RADIUS},
                                          "final_loss": {k: float(np.mean(v[-100:])) if v else None
                                                         for k, v in run.losses.items()}}
+    sd.to("cpu")
     return save_single_file(sd, out, dtype=torch.float16, overwrite=overwrite,
                             metadata={PRETRAIN_METADATA_KEY: json.dumps(facts)})
