@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED = Path(os.environ.get("W2S_SHARED", ROOT.parent / "shared"))
+# the secret that seals a review's dataset (captions.review): one for the test session, not the user's
+os.environ.setdefault("W2S_REVIEW_KEY", str(Path(tempfile.mkdtemp(prefix="w2s-review-key-")) / "review.key"))
 
 
 @pytest.fixture(scope="session")

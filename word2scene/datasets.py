@@ -95,12 +95,14 @@ def _sidecar(image: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in txt.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
 
 
-def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str | None = "train", kb=None) -> list[Sample]:
+def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str | None = "train", kb=None,
+                 input_name: str = "dataset") -> list[Sample]:
     """All training samples under `root`; `concepts` restricts class layouts to those
-    classes (matched through the knowledge base) and names the concept of a flat folder."""
+    classes (matched through the knowledge base) and names the concept of a flat folder.
+    Errors about the folder name `input_name`."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError("dataset", f"{root} is not a folder")
+        raise InputError(input_name, f"{root} is not a folder")
     wanted = None
     if concepts:
         wanted = {(kb.find(c) if kb else None) or c.strip().lower().replace(" ", "_") for c in concepts}
@@ -113,13 +115,13 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
     samples: list[Sample] = []
     jsonl = root / "captions.jsonl"
     if jsonl.is_file():
-        for row in read_caption_rows(jsonl, ("file", "class"), "dataset"):
+        for row in read_caption_rows(jsonl, ("file", "class"), input_name):
             file, cls = str(row["file"]), str(row["class"])
             if split is not None and row.get("split", split) != split or not keep(cls):
                 continue
             path = (root / file).resolve()
             if root.resolve() not in path.parents:
-                raise InputError("dataset", f"{jsonl}: file {file!r} points outside the dataset folder")
+                raise InputError(input_name, f"{jsonl}: file {file!r} points outside the dataset folder")
             samples.append(Sample(path, concept_word(cls, kb), row_captions(row)))
     else:
         subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -138,11 +140,11 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
                 samples.append(Sample(image, concept_word(concepts[0], kb), _sidecar(image)))
     if not samples:
         what = f" for concept(s) {', '.join(concepts)}" if concepts else ""
-        raise InputError("dataset", f"{root} has no images{what} (accepted: captions.jsonl, kohya '10_name' folders, "
+        raise InputError(input_name, f"{root} has no images{what} (accepted: captions.jsonl, kohya '10_name' folders, "
                                     f"class folders, or images with .txt captions; {', '.join(sorted(IMAGE_SUFFIXES))})")
     missing = [s.image for s in samples if not s.image.is_file()]
     if missing:
-        raise InputError("dataset", f"{len(missing)} captioned images do not exist (first: {missing[0]}); "
+        raise InputError(input_name, f"{len(missing)} captioned images do not exist (first: {missing[0]}); "
                                     "captions must match image files")
     return samples
 

@@ -15,7 +15,8 @@ from .files import atomic_path
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
-def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict | None = None, overwrite: bool = False) -> Path:
+def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict | None = None, overwrite: bool = False,
+             input_name: str = "out") -> Path:
     """Write a PNG with its parameters in a 'word2scene' text chunk (JSON) and an
     AUTOMATIC1111-style 'parameters' chunk, so other tools show how it was made."""
     info = PngImagePlugin.PngInfo()
@@ -26,7 +27,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict | Non
                  f"{p.get('sampler', 'DDIM')}, CFG scale: {p.get('cfg')}, Seed: {p.get('seed')}, "
                  f"Size: {p.get('width')}x{p.get('height')}, Model: {p.get('model')}")
         info.add_text("parameters", a1111)
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite, input_name=input_name) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return Path(path)
 

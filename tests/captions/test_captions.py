@@ -157,6 +157,9 @@ def test_jsonl_form_and_refusals(world, tmp_path, capsys):
     target.write_bytes(target.read_bytes() + b"\0")
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(review))
     assert main(["captions", "apply", str(tmp_path / "changed.yaml"), "--out", str(tmp_path / "y")]) == 2
+    assert "was not written by your own `captions propose`" in capsys.readouterr().err  # an edited dataset
+    assert main(["captions", "apply", str(tmp_path / "changed.yaml"), "--out", str(tmp_path / "y"),
+                 "--dataset", str(changed)]) == 2
     assert f"1 images changed since they were proposed (first: {review['images'][4]['file']})" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
 

@@ -26,6 +26,7 @@ from ..evaluation.extractors import FeatureExtractor, load_extractor
 from ..imagery import IMAGE_SUFFIXES, open_image
 from ..models.sd15 import file_sha256
 from ..prompts.mining import element_phrases, mine
+from ..settings import check_ranges, option
 
 CHUNK = 64  # images read and encoded at a time: a dataset never sits in memory as pixels
 
@@ -49,18 +50,24 @@ class ImageProposals:
 
 @dataclass
 class ProposalSettings:
+    """How proposals are made; the numbers state their accepted ranges (settings.option)."""
     classifier: str  # a scene classifier from `classifier train` (its classes are the scene level)
     captioned: str | None = None  # where the tagger and the neighbours learn (default: the dataset itself)
     split: str | None = None  # rows of the dataset's captions.jsonl to propose for (None: all)
-    tags: int = 6  # tags proposed per image at most
-    tag_threshold: float = 0.5  # tagger probability a tag needs
-    vocabulary: int = 12  # mined element phrases per class in the tag vocabulary
-    sentences: int = 2  # sentences proposed per image (one per nearest neighbour)
-    tagger_epochs: int = 300
-    seed: int = 0
+    tags: int = option(6, min=1, max=1000, help="tags proposed per image at most")
+    tag_threshold: float = option(0.5, min=0.0, max=1.0, help="tagger probability a tag needs")
+    vocabulary: int = option(12, min=1, max=10_000, help="mined element phrases per class in the tag vocabulary")
+    sentences: int = option(2, min=0, max=100, help="sentences proposed per image (one per nearest neighbour)")
+    tagger_epochs: int = option(300, min=1, max=100_000, help="epochs of the tagger")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of the tagger's training")
     captioner: str | None = None  # a local transformers image-to-text folder: adds its sentence
-    batch_size: int = 32
+    batch_size: int = option(32, min=1, max=4096, help="images encoded at a time")
     device: str = "cpu"
+
+    def check(self, input_names: dict[str, str] | None = None) -> "ProposalSettings":
+        """Ranges as the fields state them; errors name `input_names[field]` where given."""
+        check_ranges(self, input_names)
+        return self
 
 
 def scene_classifier(path: str, input_name: str = "classifier") -> FeatureExtractor:
@@ -213,16 +220,16 @@ class ModelCaptioner:
         return Proposal(text, f"captioner {self.name}", round(float(torch.exp(scores[0].mean())), 4))
 
 
-def dataset_samples(root: Path, split: str | None, kb=None) -> list[Sample]:
+def dataset_samples(root: Path, split: str | None, kb=None, input_name: str = "dataset") -> list[Sample]:
     """The images of a dataset in any layout training reads, and of a plain folder of
-    uncaptioned, unlabelled images (concept "")."""
+    uncaptioned, unlabelled images (concept ""). Errors name `input_name`."""
     if not root.is_dir():
-        raise InputError("dataset", f"{root} is not a folder")
+        raise InputError(input_name, f"{root} is not a folder")
     if (root / "captions.jsonl").is_file() or any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
-        return scan_dataset(root, split=split, kb=kb)
+        return scan_dataset(root, split=split, kb=kb, input_name=input_name)
     images = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise InputError("dataset", f"{root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise InputError(input_name, f"{root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return [Sample(p, "") for p in images]
 
 
@@ -234,11 +241,12 @@ def propose(dataset: str | Path, settings: ProposalSettings, kb=None,
             on_progress: Callable[[int, int], None] | None = None) -> tuple[list[ImageProposals], dict]:
     """Proposals for every image of `dataset`; returns them and facts for the review file
     (the classifier, the tag vocabulary, where the tagger and neighbours learned)."""
+    settings.check()
     root = Path(dataset)
     samples = dataset_samples(root, settings.split, kb)
     classifier = scene_classifier(settings.classifier)
     source_root = Path(settings.captioned) if settings.captioned else root
-    captioned = [c for c in (dataset_samples(source_root, None, kb) if settings.captioned else samples) if c.captions]
+    captioned = [c for c in (dataset_samples(source_root, None, kb, "captioned") if settings.captioned else samples) if c.captions]
     if not captioned:
         raise InputError("captioned", f"{source_root} has no captioned images to learn tags and sentences from; "
                                       "give a captioned dataset (e.g. shared/data/aid) with --from")

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..captions.proposals import ProposalSettings, propose
 from ..captions.review import apply_review, FORMATS, write_review
-from ..errors import InputError
-from ..files import check_writable
+from ..files import check_output, check_writable
 from .common import count, knowledge, name_inputs, split_arg
 
 
@@ -43,21 +41,22 @@ def add_commands(sub) -> None:
                    help="kohya: one .txt per image, a caption per line; jsonl: one captions.jsonl (default kohya)")
     a.add_argument("--include-pending", action="store_true",
                    help="also use proposals nobody reviewed (default: only adopted, amended and added ones)")
+    a.add_argument("--dataset", metavar="FOLDER",
+                   help="the folder the reviewed images are in (default: the review's own `dataset`, used only when "
+                        "your own `captions propose` wrote it; a review from elsewhere needs this)")
     c.set_defaults(handler=cmd_captions)
 
 
 def cmd_captions(args) -> int:
     if args.captions_command == "apply":
-        summary = apply_review(args.review, args.out, args.format, args.include_pending)
+        summary = apply_review(args.review, args.out, args.format, args.include_pending, args.dataset)
         print(f"wrote {args.out} ({args.format}): {summary.report()}")
         return 0
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
-    check_writable(out.parent, "--out")
     settings = ProposalSettings(classifier=args.classifier, captioned=args.captioned, split=split_arg(args.split),
                                 tags=args.tags, tag_threshold=args.tag_threshold, sentences=args.sentences,
-                                captioner=args.captioner, seed=args.seed, device=args.device)
+                                captioner=args.captioner, seed=args.seed, device=args.device).check()
+    out = check_output(args.out, args.overwrite, "--out", "--overwrite")
+    check_writable(out.parent, "--out")
 
     def on_progress(done, total):
         print(f"\rproposed for {done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from ..concepts.file import check_strength, load_concept
 from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, native_resolution
@@ -52,9 +53,11 @@ def add_size_args(p: argparse.ArgumentParser) -> None:
 
 
 def image_size(args) -> dict[str, int]:
-    """{'width', 'height'} from --width/--height, else the model's native resolution."""
+    """{'width', 'height'} from --width/--height, else the model's native resolution (a given
+    0 stays 0, and is refused by the sampling settings)."""
     native = native_resolution(args.checkpoint, args.model)
-    return {"width": args.width or native, "height": args.height or args.width or native}
+    width = native if args.width is None else args.width
+    return {"width": width, "height": width if args.height is None else args.height}
 
 
 def name_inputs(p: argparse.ArgumentParser, **names: str) -> None:
@@ -77,11 +80,11 @@ def load_concepts(args) -> list:
     without --concept, its shipped default concept (Word2Scene-C, all 30 AID classes) at
     --strength (default 1)."""
     applied = []
-    paths = args.concept
+    paths, input_name = args.concept, "--concept"
     if not paths and not args.checkpoint and args.model == "mini":
-        paths = [MINI_CONCEPT]
+        paths, input_name = [MINI_CONCEPT], "--model"  # the user gave no concept: the model brought it
     for n, path in enumerate(paths):
-        concept = load_concept(path, "--concept")
+        concept = load_concept(path, input_name)
         strength = check_strength("--strength", args.strength[n]) if n < len(args.strength) \
             else concept.info.recommended_strength
         strength_clip = check_strength("--strength-clip", args.strength_clip[n]) if n < len(args.strength_clip) \
@@ -93,13 +96,14 @@ def load_concepts(args) -> list:
     return applied
 
 
-def default_out(word: str, seed: int) -> Path:
+DEFAULT_FOLDER = Path("outputs")
+
+
+def default_name(word: str, seed: int) -> Callable[[int], Path]:
+    """n -> outputs/<word>_<seed>_<n, 5 digits>.png: generate's names when --out is not given
+    (the first free one is taken when the image is written: files.write_numbered)."""
     stem = "".join(c if c.isalnum() else "_" for c in word.strip().lower()).strip("_") or "scene"
-    folder = Path("outputs")
-    n = 1
-    while (folder / f"{stem}_{seed}_{n:05d}.png").exists():
-        n += 1
-    return folder / f"{stem}_{seed}_{n:05d}.png"
+    return lambda n: DEFAULT_FOLDER / f"{stem}_{seed}_{n:05d}.png"
 
 
 def sampling_progress(total: int):

@@ -10,13 +10,15 @@ from ..models.sd15 import load_sd15
 from ..prompts.expander import expand
 from ..scenes.heatmaps import check_explainable, explain_image, generate_with_heatmaps, parse_timesteps
 from ..scenes.pipeline import make_scene, scene_prompt
-from ..scenes.render import grid, mask_image, overlay, save_animation
+from ..scenes.render import check_animation_path, grid, mask_image, overlay, save_animation
 from ..scenes.sampling import decode, SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths, strength_grid
 from ..errors import InputError
-from ..files import check_writable, write_text_atomic
+from ..files import (check_output, check_output_folder, check_writable, file_set, output_lock, write_numbered,
+                     write_text_atomic)
 from ..imagery import open_image, save_png
-from .common import add_concept_args, add_model_args, add_size_args, image_size, default_out, knowledge, load_concepts, whole_number, safe_stem, sampling_progress
+from .common import (DEFAULT_FOLDER, add_concept_args, add_model_args, add_size_args, default_name, image_size,
+                     knowledge, load_concepts, safe_stem, sampling_progress, whole_number)
 
 
 def add_commands(sub) -> None:
@@ -93,10 +95,12 @@ def cmd_generate(args) -> int:
         raise InputError("word", "is empty; give a scene word such as airport")
     settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, **image_size(args)).check()
     applied = load_concepts(args)
-    out = Path(args.out) if args.out else default_out(word, args.seed)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
-    check_writable(out.parent, "--out")
+    out = Path(args.out) if args.out else None  # None: a new numbered name, chosen when the image is written
+    if out is not None:
+        check_output(out, args.overwrite, "--out", "--overwrite")
+    check_writable(out.parent if out else DEFAULT_FOLDER, "--out")
+    if args.process:
+        check_animation_path(args.process, "--process")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
     triggers = applied[0][0].info.trigger_words if applied else None
@@ -114,7 +118,10 @@ def cmd_generate(args) -> int:
                                                 for c, s, sc in applied]})
     if args.process:
         save_animation(frames, args.process)
-    scene.save(out, overwrite=args.overwrite)
+    if out is None:
+        out = write_numbered(default_name(word, args.seed), lambda path: scene.save(path, input_name="--out"))
+    else:
+        scene.save(out, overwrite=args.overwrite, input_name="--out")
     print(f"wrote {out} ({scene.image.width}x{scene.image.height}) prompt: {scene.prompt!r}")
     return 0
 
@@ -128,19 +135,29 @@ def heatmap_files(out: Path) -> list[Path]:
 
 
 def cmd_heatmap(args) -> int:
-    import torch
-
     words = [w.strip() for w in args.words.split(",") if w.strip()]
     out = Path(args.out)
+    check_output_folder(out, "--out")
+    with output_lock(out, "--out"):  # one run at a time writes a set into this folder
+        return _heatmap(args, words, out)
+
+
+def _heatmap(args, words: list[str], out: Path) -> int:
+    import torch
+
     earlier = heatmap_files(out)
     if earlier and not args.overwrite:
         raise InputError("--out", f"{out} holds the heat maps of an earlier run ({len(earlier)} files); pass "
                                   f"--overwrite to replace them all, or choose another folder")
     applied = load_concepts(args)
+    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, negative=args.negative,
+                                **image_size(args)).check()
     if args.image:  # the same reader as training: 16-bit and multi-band imagery stretched to 8 bits
         real_image = open_image(args.image, "--image")
         check_explainable(*real_image.size, "--image")
         timesteps = parse_timesteps(args.timesteps, "--timesteps")
+    if args.process:
+        check_animation_path(args.process, "--process")
     check_writable(out, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
@@ -148,25 +165,24 @@ def cmd_heatmap(args) -> int:
     if args.image:
         image, heat = explain_image(sd, real_image, args.prompt, timesteps, args.seed)
     else:
-        settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, negative=args.negative,
-                                    **image_size(args)).check()
         every = (args.process_every or max(1, settings.steps // 10)) if args.process else 0
         image, heat, frames = generate_with_heatmaps(sd, args.prompt, settings, every, words)
     word_maps = heat.words(words, args.threshold)
     labels = word_maps.labels
     m = word_maps.masks()[0]
-    for old in earlier:  # the whole earlier set goes: no old word's overlay stays beside the new ones
-        old.unlink(missing_ok=True)
-    save_png(image, out / "image.png", overwrite=True)
     overlays = word_maps.overlays([image])
-    for i, label in enumerate(labels):
-        save_png(overlays[i], out / f"overlay_{i:02d}_{safe_stem(label)}.png", overwrite=True)
-        save_png(mask_image(m[i]), out / f"mask_{i:02d}_{safe_stem(label)}.png", overwrite=True)
-    save_png(grid(overlays), out / "grid.png", overwrite=True)
     scores = {"prompt": args.prompt, "words": labels, "scores": word_maps.scores(),
               "threshold": args.threshold, "passes": heat.passes, "note": heat.note,
               "capture_bytes": heat.capture.nbytes()}
-    write_text_atomic(out / "scores.json", json.dumps(scores, indent=2, ensure_ascii=False), overwrite=True)
+    # written as one set: it replaces the whole earlier set (no old word's overlay stays beside
+    # the new ones), and a failed write leaves neither a partial set nor a damaged earlier one
+    with file_set(out, earlier, "--out") as staging:
+        save_png(image, staging / "image.png")
+        for i, label in enumerate(labels):
+            save_png(overlays[i], staging / f"overlay_{i:02d}_{safe_stem(label)}.png")
+            save_png(mask_image(m[i]), staging / f"mask_{i:02d}_{safe_stem(label)}.png")
+        save_png(grid(overlays), staging / "grid.png")
+        write_text_atomic(staging / "scores.json", json.dumps(scores, indent=2, ensure_ascii=False))
     if args.process and frames:
         panels = [grid([x0] + [overlay(x0, maps_[j], lab) for j, lab in enumerate(labs)], columns=len(labs) + 1)
                   for x0, labs, maps_ in frames]
@@ -192,9 +208,7 @@ def cmd_grid(args) -> int:
     strengths = parse_strengths(args.strengths)
     settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, **image_size(args)).check()
     concepts = [load_concept(path, "--concept") for path in args.concept]
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    out = check_output(args.out, args.overwrite, "--out", "--overwrite")
     check_writable(out.parent, "--out")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     expansion = scene_prompt(sd, args.word, style=args.style, detail=args.detail, seed=args.seed,
@@ -202,6 +216,6 @@ def cmd_grid(args) -> int:
     settings.negative = expansion.negative
     image, _ = strength_grid(sd, expansion.positive, concepts, strengths, settings)
     save_png(image, out, {"prompt": expansion.positive, **settings.as_dict(), "strengths": strengths,
-                          "concepts": [str(c.path) for c in concepts]}, overwrite=args.overwrite)
+                          "concepts": [str(c.path) for c in concepts]}, overwrite=args.overwrite, input_name="--out")
     print(f"wrote {out}: {len(concepts)} concept(s) x {len(strengths)} strengths, prompt {expansion.positive!r}")
     return 0

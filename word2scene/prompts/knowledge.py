@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import InputError
+from ..files import read_yaml_text
 
 BUILTIN = Path(__file__).resolve().parents[1] / "assets" / "concepts.yaml"
 USER_DIR_ENV = "W2S_CONCEPTS_DIR"
@@ -109,10 +110,7 @@ def _mark(node) -> int:
 
 def _parse_file(path: Path) -> tuple[dict[str, dict], list[str] | None]:
     """Read one knowledge file, checking every field; errors name the file, line and field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("knowledge file", f"{path}: cannot be read ({exc})") from None
+    text = read_yaml_text(path, "knowledge file")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import InputError
-from ..files import write_text_atomic
+from ..files import load_yaml, write_text_atomic
 from .knowledge import KnowledgeBase, LIST_FIELDS, _parse_file
 from .mining import Phrase
 
@@ -51,16 +51,13 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
     Returns counts per decision. Errors name the review file, class and proposal.
     """
     review = Path(review)
-    try:
-        data = yaml.safe_load(review.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError("review", f"{review}: cannot be read as YAML ({exc})") from None
+    data = load_yaml(review, "review")
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
         raise InputError("review", f"{review}: expected a 'classes' mapping, as `concepts mine` writes")
     into = Path(into)
     if into.exists():
         _parse_file(into)  # refuse to merge into a malformed file
-        existing = yaml.safe_load(into.read_text(encoding="utf-8")) or {}
+        existing = load_yaml(into, "into") or {}
     else:
         existing = {}
     target = existing.setdefault("concepts", {})
@@ -70,7 +67,10 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
         where = f"{review}: classes.{cls}"
         if not isinstance(entry, dict):
             raise InputError("review", f"{where}: expected a mapping with proposals")
-        concept = entry.get("concept") or kb.find(str(cls)) or _snake(str(cls), where)
+        concept = entry.get("concept")
+        if concept is not None and not isinstance(concept, str):
+            raise InputError("review", f"{where}.concept: expected a concept id such as airport; found {concept!r}")
+        concept = concept or kb.find(str(cls)) or _snake(str(cls), where)
         kept: list[tuple[str, str]] = []
         proposals = entry.get("proposals") or []
         if not isinstance(proposals, list):
@@ -120,7 +120,7 @@ def _snake(name: str, where: str) -> str:
 
 
 def _field(kind, where: str) -> str:
-    if kind not in KIND_FIELD:
+    if not isinstance(kind, str) or kind not in KIND_FIELD:
         raise InputError("review", f"{where}: kind {kind!r}; accepted: {', '.join(KIND_FIELD)}")
     field_name = KIND_FIELD[kind]
     assert field_name in LIST_FIELDS

@@ -28,8 +28,8 @@ class Scene:
     settings: SamplingSettings  # the negative prompt included
     parameters: dict  # what its PNG records (prompt, sampling, model, style, ...)
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        return save_png(self.image, path, self.parameters, overwrite=overwrite)
+    def save(self, path: str | os.PathLike, overwrite: bool = False, input_name: str = "out") -> Path:
+        return save_png(self.image, path, self.parameters, overwrite=overwrite, input_name=input_name)
 
 
 def scene_prompt(sd, words: str, *, style: str = "word2scene", detail: int = 1, seed: int = 0,

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import atomic_path, check_output, check_writable
 
 # "turbo"-like colour map anchors (blue -> cyan -> green -> yellow -> red)
 _ANCHORS = np.array([[48, 18, 59], [40, 110, 230], [30, 200, 200], [120, 240, 90], [240, 220, 40], [240, 110, 20],
@@ -59,14 +59,27 @@ def mask_image(mask: np.ndarray | torch.Tensor) -> Image.Image:
     return Image.fromarray((m > 0.5).astype(np.uint8) * 255, mode="L")
 
 
-def save_animation(frames: list[Image.Image], path: str | os.PathLike, ms_per_frame: int = 200, overwrite: bool = True) -> Path:
-    """Animated WebP or GIF (by suffix), written atomically."""
+ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF"}
+
+
+def check_animation_path(path: str | os.PathLike, input_name: str = "process") -> Path:
+    """Before sampling: an animation path ends in .webp or .gif, is not something other than
+    a regular file, and its folder can be written."""
     path = Path(path)
-    kind = {".webp": "WEBP", ".gif": "GIF"}.get(path.suffix.lower())
-    if kind is None:
-        raise InputError("--process", f"{path.name}: use a .webp or .gif file")
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        frames[0].save(tmp, format=kind, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    if path.suffix.lower() not in ANIMATION_FORMATS:
+        raise InputError(input_name, f"{path.name}: use a .webp or .gif file")
+    check_output(path, True, input_name)
+    check_writable(path.parent, input_name)
+    return path
+
+
+def save_animation(frames: list[Image.Image], path: str | os.PathLike, ms_per_frame: int = 200, overwrite: bool = True,
+                   input_name: str = "process") -> Path:
+    """Animated WebP or GIF (by suffix), written atomically."""
+    path = check_animation_path(path, input_name)
+    with atomic_path(path, overwrite=overwrite, input_name=input_name) as tmp:
+        frames[0].save(tmp, format=ANIMATION_FORMATS[path.suffix.lower()], save_all=True, append_images=frames[1:],
+                       duration=ms_per_frame, loop=0)
     return path
 
 

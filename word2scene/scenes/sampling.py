@@ -15,6 +15,7 @@ from ..settings import check_ranges, option
 
 
 MAX_SIDE = 4096  # pixels: SD1.5 has no use for more, and a bound keeps a typo from running for hours
+MAX_SEED = 2**32 - 1  # torch's CPU generator keeps 32 bits of a seed: 2**32 would draw seed 0's noise
 
 
 @dataclass
@@ -24,7 +25,7 @@ class SamplingSettings:
 
     steps: int = option(30, min=1, max=10_000, help="sampling steps (the paper: DDIM, 30)")
     cfg: float = option(7.0, min=0.0, max=100.0, help="classifier-free guidance scale (the paper: 7)")
-    seed: int = option(0, min=0, max=2**64 - 1, help="seed of the initial noise")
+    seed: int = option(0, min=0, max=MAX_SEED, help="seed of the initial noise")
     width: int = option(512, min=8, max=MAX_SIDE, help="image width in pixels, a multiple of 8")
     height: int = option(512, min=8, max=MAX_SIDE, help="image height in pixels, a multiple of 8")
     negative: str = option("", help="negative prompt (the paper: empty)")
@@ -113,6 +114,9 @@ def sample(sd: SD15, prompt: str | list[str], settings: SamplingSettings,
     seeds = [settings.seed] * len(prompts) if seeds is None else list(seeds)
     if not prompts or len(seeds) != len(prompts):
         raise InputError("seeds", f"give one seed per prompt ({len(prompts)} prompts, {len(seeds)} seeds)")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            raise InputError("seed", f"{s!r} is not accepted; use 0 to {MAX_SEED}")
     b = len(prompts)
     scheduler = DDIMScheduler.from_config(sd.configs["scheduler"])
     scheduler.set_timesteps(settings.steps)

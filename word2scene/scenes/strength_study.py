@@ -10,6 +10,7 @@ from .sampling import generate
 
 
 PAPER_STRENGTHS = "0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1"  # the paper's study: 0-1.0 in 0.1 steps
+MAX_STRENGTHS = 64  # columns of one grid: each is an image per row, and a sheet wider than this is unreadable
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -20,6 +21,8 @@ def parse_strengths(text: str) -> list[float]:
         raise InputError("strengths", f"{text!r}; give comma-separated numbers like 0, 0.25, 0.5, 0.75, 1") from None
     if not values:
         raise InputError("strengths", "give at least one strength, e.g. 0, 0.5, 1")
+    if len(values) > MAX_STRENGTHS:
+        raise InputError("strengths", f"{len(values)} strengths; accepted: 1 to {MAX_STRENGTHS} (one column each)")
     return [check_strength("strengths", v) for v in values]
 
 
