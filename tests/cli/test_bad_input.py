@@ -32,6 +32,18 @@ SCENES = SHARED / "data" / "rs_scenes"
      "error: --resolution: 8192 is not accepted"),
     (["grid", "airport", "--model", "tiny", "--concept", "c.safetensors", "--width", "100000", "--out", "g.png"],
      "error: --width: 100000 is not accepted; use 8 to 4096"),
+    (["generate", "airport", "--model", "tiny", "--width", "0"], "error: --width: 0 is not accepted; use 8 to 4096"),
+    (["generate", "airport", "--model", "tiny", "--height", "0"], "error: --height: 0 is not accepted; use 8 to 4096"),
+    (["heatmap", "airport", "--model", "tiny", "--width", "0", "--out", "m"], "error: --width: 0 is not accepted"),
+    (["generate", "airport", "--model", "tiny", "--seed", "4294967296"],
+     "error: --seed: 4294967296 is not accepted; use 0 to 4294967295"),
+    (["heatmap", "airport", "--model", "tiny", "--seed", str(2**40), "--out", "m"], "error: --seed: 1099511627776 is "),
+    (["grid", "airport", "--model", "tiny", "--concept", "c.safetensors", "--strengths", ",".join(["0.5"] * 5000),
+      "--out", "g.png"], "error: --strengths: 5000 strengths; accepted: 1 to 64"),
+    (["captions", "propose", "data", "--classifier", "c.safetensors", "--out", "r.yaml", "--tag-threshold", "2"],
+     "error: --tag-threshold: 2.0 is not accepted; use 0.0 to 1.0"),
+    (["captions", "propose", "data", "--classifier", "c.safetensors", "--out", "r.yaml", "--tag-threshold", "nan"],
+     "error: --tag-threshold: nan is not a number"),
 ])
 def test_errors_name_the_option_the_user_set(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -133,3 +145,30 @@ def test_merge_output_errors_name_into(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["concepts", "merge", str(review), "--into", str(blocker / "mine.yaml")]) == 2
     assert "error: --into: cannot write in" in capsys.readouterr().err
+
+
+def test_a_missing_shipped_concept_is_blamed_on_the_model_not_on_concept(tmp_path, monkeypatch, capsys):
+    import word2scene.cli.common as common
+
+    monkeypatch.setattr(common, "MINI_CONCEPT", tmp_path / "gone.safetensors")
+    assert main(["generate", "airport", "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --model: " in err and "gone.safetensors does not exist" in err, err
+
+
+def test_captions_of_from_that_are_not_utf8_are_blamed_on_from(tmp_path, capsys):
+    from word2scene.evaluation.classifier import ClassifierConfig, save_classifier, train_classifier
+    from word2scene.evaluation.image_sets import image_set
+
+    mine, captioned = tmp_path / "mine", tmp_path / "captioned"
+    for n, cls in enumerate(("airport", "beach")):
+        for folder in (mine, captioned):
+            (folder / cls).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (n * 200, 50, 0)).save(folder / cls / "a.png")
+    clf = save_classifier(train_classifier(image_set(mine, "data"), ClassifierConfig(width=4, input_size=32, epochs=1)),
+                          tmp_path / "clf.safetensors")
+    (captioned / "captions.jsonl").write_bytes(b'{"file": "airport/a.png", "class": "airport", "caption": "caf\xe9"}\n')
+    assert main(["captions", "propose", str(mine), "--classifier", str(clf), "--from", str(captioned), "--out",
+                 str(tmp_path / "r.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --from: " in err and "captions.jsonl:1: not UTF-8 text (byte 0xe9)" in err, err
