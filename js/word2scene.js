@@ -19,6 +19,7 @@ function el(tag, style = {}, text = "") {
 }
 
 // A panel sized through the widget options that both the classic canvas and Nodes 2.0 read.
+// It shows results, it is no parameter: hideInPanel keeps it out of Nodes 2.0's side panel.
 function addPanel(node, name, height) {
   const panel = el("div", {
     font: "11px monospace", color: "var(--input-text, #ddd)", whiteSpace: "pre-wrap",
@@ -27,7 +28,7 @@ function addPanel(node, name, height) {
   });
   panel.dataset.w2s = name;
   node.addDOMWidget(name, "w2s_panel", panel, {
-    serialize: false, hideOnZoom: false, getMinHeight: () => height, getHeight: () => height,
+    serialize: false, hideOnZoom: false, hideInPanel: true, getMinHeight: () => height, getHeight: () => height,
   });
   return panel;
 }
@@ -94,19 +95,38 @@ async function showConcept(node, panel, name) {
   panel.append(el("div", {}, String(info.text ?? "")));
 }
 
-// --- Train Concept: live loss chart, latest previews, summary ---------------------------------
-function drawLoss(canvas, losses) {
+// --- Train Concept: phase, live loss chart with axes, latest previews, summary ------------------
+const CHART = { left: 46, right: 8, top: 14, bottom: 18 };
+
+function drawLoss(canvas, losses, lastStep) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.fillStyle = "#222";
   ctx.fillRect(0, 0, width, height);
-  if (losses.length < 2) return;
+  const x0 = CHART.left, x1 = width - CHART.right, y0 = CHART.top, y1 = height - CHART.bottom;
+  ctx.strokeStyle = "#888";
+  ctx.beginPath();
+  ctx.moveTo(x0, y0); ctx.lineTo(x0, y1); ctx.lineTo(x1, y1);
+  ctx.stroke();
+  ctx.fillStyle = "#bbb";
+  ctx.font = "10px monospace";
+  ctx.fillText("loss", 2, 10);
+  if (losses.length < 1) return;
   const lo = Math.min(...losses), hi = Math.max(...losses), span = hi - lo || 1;
+  ctx.textAlign = "right";
+  ctx.fillText(hi.toPrecision(3), x0 - 3, y0 + 8);
+  ctx.fillText(lo.toPrecision(3), x0 - 3, y1);
+  ctx.textAlign = "left";
+  ctx.fillText("step 1", x0, height - 4);
+  ctx.textAlign = "right";
+  ctx.fillText(`step ${lastStep || losses.length}`, x1, height - 4);
+  ctx.textAlign = "left";
+  if (losses.length < 2) return;
   ctx.strokeStyle = "#6af";
   ctx.beginPath();
   losses.forEach((v, i) => {
-    const x = (i / (losses.length - 1)) * (width - 4) + 2;
-    const y = height - 2 - ((v - lo) / span) * (height - 4);
+    const x = x0 + (i / (losses.length - 1)) * (x1 - x0);
+    const y = y1 - ((v - lo) / span) * (y1 - y0);
     i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
   });
   ctx.stroke();
@@ -114,26 +134,34 @@ function drawLoss(canvas, losses) {
 
 function trainingStatus(detail) {
   const eta = Math.round(detail.eta || 0);
-  return `step ${detail.step}/${detail.total}  loss ${Number(detail.loss).toFixed(4)}  ` +
+  return `training: step ${detail.step}/${detail.total}  loss ${Number(detail.loss).toFixed(4)}  ` +
     `${Number(detail.images_per_second || 0).toFixed(2)} img/s  ETA ${Math.floor(eta / 60)}m${eta % 60}s`;
 }
 
-// One training message (routed here by node id) folded into the node's view.
+// One training message (routed here by node id) folded into the node's view. Phase messages
+// (loading, encoding, previews, saving, done, error) carry the server's own status line.
 function onTraining(node, detail) {
   const view = viewOf(node) || { status: "not started", losses: [], previews: [] };
+  if (detail.phase === "loading") {
+    Object.assign(view, { losses: [], lastStep: 0, previews: [] });
+  }
   if (detail.step !== undefined && detail.loss !== undefined) {
     if (detail.step === 1) view.losses = [];
     view.losses.push(Number(detail.loss));
+    view.lastStep = Number(detail.step);
     if (view.losses.length > MAX_LOSSES) view.losses = view.losses.filter((_, i) => i % 2 === 0);
     view.status = trainingStatus(detail);
   }
+  if (detail.phase) view.phase = String(detail.phase);
+  if (detail.status) view.status = String(detail.status);
   if (Array.isArray(detail.previews)) view.previews = detail.previews.map(String).slice(0, 4);
   if (detail.summary) {
     const s = detail.summary;
     view.status = `done: ${s.steps} steps on ${s.images} images, final loss ${Number(s.final_loss).toFixed(4)}, ` +
       `${s.seconds}s -> ${s.out}`;
   }
-  keepView(node, view, !detail.summary);  // every step: soon; the final summary: at once
+  const settled = ["done", "error"].includes(view.phase);
+  keepView(node, view, !settled);  // every step: soon; the end of a run: at once
   renderTraining(node);
 }
 
@@ -142,13 +170,69 @@ function renderTraining(node) {
   const view = viewOf(node);
   if (!parts || !view) return;
   parts.status.textContent = String(view.status ?? "");
-  drawLoss(parts.canvas, (view.losses || []).map(Number));
+  parts.status.style.color = view.phase === "error" ? "#e88" : "";
+  parts.status.dataset.phase = String(view.phase ?? "");
+  drawLoss(parts.canvas, (view.losses || []).map(Number), Number(view.lastStep) || 0);
   parts.previews.replaceChildren(...(view.previews || []).map((b64) => {
     const img = el("img", { width: "64px", height: "64px", objectFit: "cover" });
     img.src = `data:image/png;base64,${b64}`;
     img.alt = "training preview";
     return img;
   }));
+}
+
+// --- Scene Prompt: the expanded prompt and what each word matched ----------------------------
+function renderPrompt(node) {
+  const parts = node.w2sParts;
+  const view = viewOf(node);
+  if (!parts || !view) return;
+  const line = (label, text) => {
+    const row = el("div", { marginBottom: "3px" });
+    row.append(el("b", {}, `${label}: `), document.createTextNode(String(text ?? "")));
+    return row;
+  };
+  parts.prompt.replaceChildren(line("positive", view.positive), line("negative", view.negative || "(empty)"),
+    el("div", { color: "#aaa", marginTop: "4px" }, String(view.report ?? "")));
+}
+
+// --- Evaluate: its markdown report drawn as a table (cells set as text, never parsed as HTML) --
+function cellText(text, parent) {
+  // **bold** is the only markup the report uses
+  String(text).split(/(\*\*[^*]+\*\*)/).forEach((part) => {
+    if (!part) return;
+    parent.append(part.startsWith("**") && part.endsWith("**") ? el("b", {}, part.slice(2, -2))
+      : document.createTextNode(part));
+  });
+  return parent;
+}
+
+function renderReport(container, markdown) {
+  container.replaceChildren();
+  const lines = String(markdown ?? "").split("\n");
+  let table = null;
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (line.startsWith("|")) {
+      const cells = line.slice(1, line.endsWith("|") ? -1 : undefined).split("|").map((c) => c.trim());
+      if (cells.every((c) => /^:?-{3,}:?$/.test(c))) continue; // the header rule
+      if (!table) {
+        table = el("table", { borderCollapse: "collapse", margin: "4px 0", font: "11px sans-serif" });
+        container.append(table);
+      }
+      const header = table.rows.length === 0;
+      const row = table.insertRow();
+      for (const c of cells) {
+        const cell = el(header ? "th" : "td", { border: "1px solid #555", padding: "1px 4px", textAlign: "left" });
+        row.append(cellText(c, cell));
+      }
+      continue;
+    }
+    table = null;
+    if (!line) continue;
+    const para = el("div", { margin: "3px 0", whiteSpace: "pre-wrap" });
+    if (line.startsWith("**Warning:**")) Object.assign(para.style, { color: "#fb5" });
+    container.append(cellText(line, para));
+  }
 }
 
 // --- Heat Map: a chip per word; the chosen word's overlay is shown on the node ------------------
@@ -204,13 +288,24 @@ const NODE_HOOKS = {
       node.w2sShow?.(); // the saved choice, not the default one
     },
   },
+  W2S_ScenePrompt: {
+    created(node) {
+      node.w2sParts = { prompt: addPanel(node, "w2s_prompt", 130) };
+    },
+    configured: renderPrompt,
+    executed(node, message) {
+      const first = (key) => (Array.isArray(message?.[key]) ? String(message[key][0] ?? "") : "");
+      keepView(node, { positive: first("positive"), negative: first("negative"), report: first("text") });
+      renderPrompt(node);
+    },
+  },
   W2S_TrainConcept: {
     created(node) {
-      const panel = addPanel(node, "w2s_training", 190);
+      const panel = addPanel(node, "w2s_training", 210);
       const status = el("div", {}, "not started");
-      const canvas = el("canvas", { width: "100%", height: "80px", display: "block" });
-      canvas.width = 300;
-      canvas.height = 80;
+      const canvas = el("canvas", { width: "100%", height: "100px", display: "block" });
+      canvas.width = 320;
+      canvas.height = 100;
       const previews = el("div", { display: "flex", gap: "4px", marginTop: "4px" });
       panel.append(status, canvas, previews);
       node.w2sParts = { status, canvas, previews };
@@ -236,12 +331,12 @@ const NODE_HOOKS = {
     },
   },
   W2S_Evaluate: {
-    // The report (a markdown table) is shown as plain text: file names in it stay text.
+    // The report (a markdown table) drawn as a table; every cell is text, so file names stay text.
     created(node) {
-      node.w2sParts = { report: addPanel(node, "w2s_report", 140) };
+      node.w2sParts = { report: addPanel(node, "w2s_report", 220) };
     },
     configured(node) {
-      if (node.w2sParts && viewOf(node)) node.w2sParts.report.textContent = String(viewOf(node).text ?? "");
+      if (node.w2sParts && viewOf(node)) renderReport(node.w2sParts.report, viewOf(node).text);
     },
     executed(node, message) {
       keepView(node, { text: Array.isArray(message?.text) ? message.text.map(String).join("\n") : "" });

@@ -1,12 +1,17 @@
-"""Word2Scene's ComfyUI nodes: a thin layer over the core in ../word2scene.
+"""Word2Scene's ComfyUI nodes: a thin layer over the core library `word2scene`.
 
 Node ids are prefixed W2S_ and never change: saved workflows refer to them.
 """
+import functools
+
+from word2scene.errors import InputError
+from . import comfy_bridge
 from .concept_nodes import ApplyConcept, ConceptLoader
-from .prompt_nodes import ScenePrompt
 from .evaluation_nodes import Evaluate
 from .grid_nodes import StrengthGrid
 from .heatmap_nodes import ExplainImage, Heatmap, KSamplerHeatmaps
+from .model_nodes import MiniLoader
+from .prompt_nodes import ScenePrompt
 from .training_nodes import TrainConcept
 
 NODE_CLASS_MAPPINGS = {
@@ -19,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "W2S_ExplainImage": ExplainImage,
     "W2S_StrengthGrid": StrengthGrid,
     "W2S_Evaluate": Evaluate,
+    "W2S_MiniLoader": MiniLoader,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -31,7 +37,30 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "W2S_ExplainImage": "Word2Scene Explain Image",
     "W2S_StrengthGrid": "Word2Scene Strength Grid",
     "W2S_Evaluate": "Word2Scene Evaluate",
+    "W2S_MiniLoader": "Word2Scene Mini Loader",
 }
+
+
+def _user_errors(cls) -> None:
+    """Errors from a node's run read as its user knows things: the node's input names for
+    the core's (a class's CORE_INPUTS, e.g. out -> save_name) and paths by their ComfyUI folder."""
+    run = getattr(cls, cls.FUNCTION)
+    if getattr(run, "w2s_user_errors", False):
+        return
+
+    @functools.wraps(run)
+    def wrapped(self, *args, **kwargs):
+        try:
+            return run(self, *args, **kwargs)
+        except InputError as exc:
+            raise comfy_bridge.user_error(exc, getattr(cls, "CORE_INPUTS", {})) from None
+
+    wrapped.w2s_user_errors = True
+    setattr(cls, cls.FUNCTION, wrapped)
+
+
+for _cls in NODE_CLASS_MAPPINGS.values():
+    _user_errors(_cls)
 
 
 def _register_folders() -> None:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..word2scene.errors import InputError
-from ..word2scene.scenes.heatmaps import AttentionCapture, check_explainable, HeatMaps, parse_timesteps
-from ..word2scene.models.sd15 import load_tokenizer
-from ..word2scene.prompts.tokens import PromptLayout, check_prompt_text
-from ..word2scene.scenes.sampling import SamplingSettings
-from ..word2scene.settings import node_input
+from word2scene.errors import InputError
+from word2scene.scenes.heatmaps import AttentionCapture, check_explainable, HeatMaps, parse_timesteps
+from word2scene.models.sd15 import load_tokenizer
+from word2scene.prompts.tokens import PromptLayout, check_prompt_text
+from word2scene.scenes.sampling import SamplingSettings
+from word2scene.settings import node_input
 from . import comfy_bridge
-from .concept_nodes import CATEGORY
+from .categories import INTERPRETABILITY
+from .inputs import check_numbers
 
 HEATMAPS = "W2S_HEATMAPS"
 
@@ -28,30 +29,41 @@ def _layout(prompt: str, clip) -> PromptLayout:
 class KSamplerHeatmaps:
     DESCRIPTION = ("KSampler that also records cross-attention heat maps (DAAM) for the prompt's words. The maps come "
                    "out of the node that samples, so they always belong to this image.")
-    CATEGORY = CATEGORY
+    CATEGORY = INTERPRETABILITY
     RETURN_TYPES = ("LATENT", HEATMAPS)
     RETURN_NAMES = ("LATENT", "heatmaps")
+    OUTPUT_TOOLTIPS = ("The sampled latent, for VAE Decode (as KSampler's).",
+                       "Cross-attention heat maps of the prompt's words, for Word2Scene Heat Map.")
     FUNCTION = "sample"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL",),
+                "model": ("MODEL", {"tooltip": "The model to sample with (SD1.5 layout: 16 cross-attention "
+                                               "sites, e.g. SD1.5 or Word2Scene-mini)."}),
                 "seed": node_input(SamplingSettings, "seed", control_after_generate=True),
                 "steps": node_input(SamplingSettings, "steps"),
                 "cfg": node_input(SamplingSettings, "cfg", step=0.1, round=0.01),
-                "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim"}),
-                "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform"}),
-                "positive": ("CONDITIONING",),
-                "negative": ("CONDITIONING",),
-                "latent_image": ("LATENT",),
-                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "sampler_name": (comfy_bridge.sampler_names(), {"default": "ddim", "tooltip": "KSampler's "
+                                 "sampler (the paper: ddim)."}),
+                "scheduler": (comfy_bridge.scheduler_names(), {"default": "ddim_uniform", "tooltip": "KSampler's "
+                              "scheduler (the paper: ddim_uniform)."}),
+                "positive": ("CONDITIONING", {"tooltip": "The positive conditioning: its words get maps."}),
+                "negative": ("CONDITIONING", {"tooltip": "The negative conditioning."}),
+                "latent_image": ("LATENT", {"tooltip": "The latent to denoise (Empty Latent Image: 128 x 128 for "
+                                            "Word2Scene-mini, 512 x 512 for SD1.5)."}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                      "tooltip": "How much of the latent to replace (1: all, as from noise)."}),
                 "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church",
                                       "tooltip": "The positive prompt's text, to find each word's tokens."}),
             },
             "optional": {"clip": ("CLIP", {"tooltip": "Connect to tokenize exactly as the positive conditioning was."})},
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, cfg=None, denoise=None):
+        return check_numbers(cls, cfg=cfg, denoise=denoise)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
                prompt, clip=None):
@@ -67,16 +79,21 @@ class KSamplerHeatmaps:
 class ExplainImage:
     DESCRIPTION = ("Heat maps for a REAL image: encode it, add noise at the chosen timesteps, one UNet pass each, "
                    "capture cross-attention. Shows what a concept learned (the paper's interpretability figure).")
-    CATEGORY = CATEGORY
+    CATEGORY = INTERPRETABILITY
     RETURN_TYPES = (HEATMAPS,)
     RETURN_NAMES = ("heatmaps",)
+    OUTPUT_TOOLTIPS = ("Cross-attention heat maps of the prompt's words over the image, for Word2Scene Heat Map.",)
     FUNCTION = "explain"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "image": ("IMAGE",), "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
-            "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church, blue roof"}),
+            "image": ("IMAGE", {"tooltip": "A real image to explain (its first image; cropped to a multiple of 8)."}),
+            "model": ("MODEL", {"tooltip": "The model (with its concept applied) whose attention to read."}),
+            "clip": ("CLIP", {"tooltip": "That model's text encoder, to encode and tokenize the prompt."}),
+            "vae": ("VAE", {"tooltip": "That model's VAE, to encode the image."}),
+            "prompt": ("STRING", {"multiline": True, "default": "gs, geographic scene, church, blue roof",
+                                  "tooltip": "The words to look for in the image."}),
             "timesteps": ("STRING", {"default": "100, 300, 500", "tooltip": "DDPM timesteps 0-999, comma-separated."}),
             "seed": node_input(SamplingSettings, "seed", control_after_generate=True),
         }}
@@ -95,19 +112,29 @@ class ExplainImage:
 
 class Heatmap:
     DESCRIPTION = "Render heat maps over images: overlays, masks (threshold) and per-word scores."
-    CATEGORY = CATEGORY
+    CATEGORY = INTERPRETABILITY
     RETURN_TYPES = ("IMAGE", "MASK", "STRING")
     RETURN_NAMES = ("overlays", "masks", "scores")
+    OUTPUT_TOOLTIPS = ("One overlay per image and word (the node shows one word at a time: click its chip).",
+                       "One mask per image and word: the map above the threshold.",
+                       "Per word: the share of the image above the threshold and the map's peak.")
     OUTPUT_NODE = True
     FUNCTION = "render"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "heatmaps": (HEATMAPS,), "image": ("IMAGE",),
+            "heatmaps": (HEATMAPS, {"tooltip": "From KSampler (Heat Maps) or Explain Image."}),
+            "image": ("IMAGE", {"tooltip": "The images to draw the maps over (the decoded sample, or the explained "
+                                           "image)."}),
             "words": ("STRING", {"default": "", "tooltip": "Comma-separated words or phrases; empty: every content word."}),
-            "threshold": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.05}),
+            "threshold": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.05,
+                                    "tooltip": "Mask cut-off on the map normalised to 0-1."}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, threshold=None):
+        return check_numbers(cls, threshold=threshold)
 
     def render(self, heatmaps, image, words, threshold):
         b, h, w = image.shape[:3]

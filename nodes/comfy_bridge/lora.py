@@ -1,7 +1,7 @@
 """Concepts onto ComfyUI's MODEL and CLIP through its own LoRA mechanism (as LoraLoader)."""
 from __future__ import annotations
 
-from ...word2scene.concepts.file import Concept, check_fits
+from word2scene.concepts.file import Concept, check_fits
 
 
 def _weight_shapes(concept: Concept, model, clip) -> dict[str, tuple]:

@@ -30,14 +30,19 @@ def free_device_memory() -> str:
 
 
 class TrainingReporter:
-    """Progress bar, live messages for the frontend (loss, ETA, previews) and Cancel."""
+    """Progress bar, live messages for the frontend (phase, loss, ETA, previews) and Cancel.
+
+    Each message carries the node id; a phase message says what the run is doing between
+    steps (loading, encoding, drawing previews, saving) and how it ended (done, error), so
+    the panel never shows a stale step count while something else takes the time."""
 
     EVENT = "word2scene.training"
 
-    def __init__(self, node_id: str, total: int):
+    def __init__(self, node_id: str, total: int, preview_every: int = 0):
         import comfy.utils
 
         self.node_id = node_id
+        self.preview_every = preview_every
         self.bar = comfy.utils.ProgressBar(total)
 
     def _send(self, payload: dict) -> None:
@@ -48,11 +53,20 @@ class TrainingReporter:
         except Exception:  # no server (in-process use): progress bar only
             pass
 
+    def phase(self, name: str, status: str) -> None:
+        """name: loading | encoding | training | previews | saving | done | error; status: the line to show."""
+        self._send({"phase": name, "status": status})
+
     def progress(self, p) -> None:
         if not self.should_stop():  # ComfyUI's progress hook raises on Cancel; let training save its state first
             self.bar.update_absolute(p.step, p.total)
-        self._send({"step": p.step, "total": p.total, "loss": p.loss, "lr": p.lr, "eta": p.eta,
+        self.last_total = p.total
+        self._send({"phase": "training", "step": p.step, "total": p.total, "loss": p.loss, "lr": p.lr, "eta": p.eta,
                     "elapsed": p.elapsed, "images_per_second": p.images_per_second})
+        if self.preview_every and (p.step % self.preview_every == 0 or p.step == p.total):
+            self.phase("previews", f"step {p.step}/{p.total}: drawing previews")
+        elif p.step == p.total:
+            self.phase("saving", f"step {p.step}/{p.total}: saving the concept")
 
     def preview(self, step: int, images) -> None:
         import base64
@@ -64,9 +78,11 @@ class TrainingReporter:
             image.save(buffer, format="PNG")
             encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
         self._send({"step": step, "previews": encoded})
+        if step == getattr(self, "last_total", None):
+            self.phase("saving", f"step {step}/{step}: saving the concept")
 
     def done(self, summary: dict) -> None:
-        self._send({"summary": summary})
+        self._send({"phase": "done", "summary": summary})
 
     @staticmethod
     def should_stop() -> bool:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...word2scene.concepts.file import load_concept
-from ...word2scene.errors import InputError
-from .folders import concept_path, LORA_FOLDER
+from word2scene.concepts.file import load_concept
+from word2scene.errors import InputError
+from .folders import concept_path, public_text
 
 
 PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".png", ".jpg", ".jpeg", ".webp")
@@ -17,19 +17,6 @@ def concept_preview(path) -> Path | None:
     path = Path(path)
     stem = path.with_suffix("")
     return next((Path(str(stem) + s) for s in PREVIEW_SUFFIXES if Path(str(stem) + s).is_file()), None)
-
-
-def public_message(exc: InputError) -> str:
-    """An error for the browser: absolute server folders become the name of ComfyUI's model
-    folder they are (a page never learns where the server keeps its files)."""
-    import folder_paths
-
-    text = str(exc)
-    roots = [(root, "loras") for root in folder_paths.get_folder_paths(LORA_FOLDER)]
-    roots += [(folder_paths.models_dir, "models"), (folder_paths.base_path, "ComfyUI")]
-    for root, label in sorted(roots, key=lambda r: -len(r[0])):  # the deepest folder first
-        text = text.replace(str(Path(root)) + "/", label + "/").replace(str(Path(root)), label)
-    return text
 
 
 def register_routes() -> None:
@@ -48,7 +35,7 @@ def register_routes() -> None:
             path = concept_path(request.query.get("name", ""))
             concept = load_concept(path, "concept_name")
         except InputError as exc:  # shown on the node as text; not an HTTP failure in the console
-            return web.json_response({"error": public_message(exc)})
+            return web.json_response({"error": public_text(str(exc))})
         info = asdict(concept.info)
         return web.json_response({**info, "modules": len(concept.lora), "text": concept.describe(),
                                   "has_preview": concept_preview(path) is not None})
@@ -58,7 +45,7 @@ def register_routes() -> None:
         try:
             preview = concept_preview(concept_path(request.query.get("name", "")))
         except InputError as exc:
-            return web.json_response({"error": public_message(exc)}, status=400)
+            return web.json_response({"error": public_text(str(exc))}, status=400)
         if preview is None:
             return web.json_response({"error": "no preview image beside this concept"}, status=404)
         return web.FileResponse(preview)

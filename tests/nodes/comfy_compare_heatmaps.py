@@ -31,8 +31,8 @@ pil = Image.open(image_path).convert("RGB").resize((64, 64))
 image = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)[None]
 with torch.inference_mode():
     (comfy_heat,) = pack.NODE_CLASS_MAPPINGS["W2S_ExplainImage"]().explain(image, model, clip, vae, prompt, "150, 600", 3)
-core = importlib.import_module(pack_name + ".word2scene.models.sd15")
-heatmaps = importlib.import_module(pack_name + ".word2scene.scenes.heatmaps")
+core = importlib.import_module("word2scene.models.sd15")  # the pack imports its core under this name
+heatmaps = importlib.import_module("word2scene.scenes.heatmaps")
 sd = core.load_sd15(checkpoint)
 _, ours_heat = heatmaps.explain_image(sd, pil, prompt, [150, 600], seed=3)
 labels, a = comfy_heat.word_maps([])

@@ -121,6 +121,29 @@ def _load(page, workflow: dict):
     page.wait_for_timeout(800)
 
 
+# Every node's box, title included, in graph units: the classic canvas sizes nodes itself, and
+# Nodes 2.0 writes the size its DOM element takes (panels, images) back into the node.
+BOXES = f"() => {APP}.graph._nodes.map(n => [String(n.id), n.type, ...n.getBounding()])"
+
+
+def _overlaps(page) -> list:
+    """Pairs of nodes whose boxes overlap (more than a pixel)."""
+    boxes = page.evaluate(BOXES)
+    assert boxes and all(b[4] > 0 and b[5] > 0 for b in boxes), boxes
+    found = []
+    for i, (a, at, ax, ay, aw, ah) in enumerate(boxes):
+        for b, bt, bx, by, bw, bh in boxes[i + 1:]:
+            if min(ax + aw, bx + bw) - max(ax, bx) > 1 and min(ay + ah, by + bh) - max(ay, by) > 1:
+                found.append((f"{at}#{a}", f"{bt}#{b}"))
+    return found
+
+
+def _record_training(page):
+    """Keep every training message the page receives, in order (window.w2sTraining)."""
+    page.evaluate("""() => { window.w2sTraining = [];
+        window.comfyAPI.api.api.addEventListener('word2scene.training', ({ detail }) => window.w2sTraining.push(detail)); }""")
+
+
 def test_template_browser_lists_our_workflows(page):
     templates = page.evaluate("() => fetch('/api/workflow_templates').then(r => r.json())")
     assert sorted(templates[PACK_FOLDER_NAME]) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
@@ -136,6 +159,7 @@ def test_every_workflow_loads_without_missing_nodes(page, artifacts, path):
     count = page.evaluate(f"() => {APP}.graph._nodes.length")
     assert count == len(workflow["nodes"])
     assert not page.get_by_text("missing", exact=False).filter(has_text="node").is_visible()
+    assert _overlaps(page) == []
     page.screenshot(path=str(artifacts / f"{path.stem}.png"))
     assert not _our_errors(page), _our_errors(page)
 
@@ -223,7 +247,7 @@ def _run_and_wait(page, node_type: str, predicate_js: str, timeout=600_000):
     page.wait_for_function(predicate_js, timeout=timeout)
 
 
-def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
+def test_training_node_shows_its_phases_loss_chart_and_summary(page, server, artifacts):
     data = server.base / "input" / "w2s_airport"
     (data / "airport").mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in (SHARED / "data" / "rs_scenes" / "captions.jsonl").read_text().splitlines()]
@@ -241,19 +265,56 @@ def test_training_node_shows_live_loss_and_summary(page, server, artifacts):
     _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
     _set_widgets(workflow, "KSampler", _2=2)
     _load(page, workflow)
+    _record_training(page)
     _run_and_wait(page, "W2S_TrainConcept",
                   "() => document.querySelector(\"[data-w2s='w2s_training']\")?.textContent.includes('done: 3 steps')")
+    phases = [m.get("phase") for m in page.evaluate("() => window.w2sTraining") if m.get("phase")]
+    seen = list(dict.fromkeys(phases))
+    assert seen == ["loading", "encoding", "training", "previews", "saving", "done"], phases
+    assert phases[-2:] == ["saving", "done"]  # the final previews, then saving: never a frozen "ETA 0m0s"
     panel = page.locator("[data-w2s='w2s_training']").first
+    done = panel.text_content()
+    assert "-> loras/word2scene/browser_concept.safetensors" in done and str(server.base) not in done
     assert panel.locator("img").count() >= 1  # the latest previews
-    assert _loss_line_drawn(panel)
+    assert _loss_line_drawn(panel) and _axis_labels_drawn(panel)
     page.screenshot(path=str(artifacts / "training_node.png"))
     assert (server.base / "models" / "loras" / "word2scene" / "browser_concept.safetensors").is_file()
+    assert _overlaps(page) == []  # the loss curve and previews shown after the run cover no node
     _reload(page)  # the chart, the status and the previews come back
     panel = page.locator("[data-w2s='w2s_training']").first
     panel.wait_for(timeout=15_000)
     assert "done: 3 steps" in panel.text_content()
     assert _loss_line_drawn(panel) and panel.locator("img").count() >= 1
     assert not _our_errors(page), _our_errors(page)
+
+
+def test_training_node_reports_an_error_as_its_phase(page, server):
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    _set_widgets(workflow, "W2S_TrainConcept", _0="sd15_random.safetensors", _1="no_such_folder", _4=2, _10=64,
+                 _13="failing_concept")
+    workflow["nodes"] = [n for n in workflow["nodes"] if n["type"] in ("W2S_TrainConcept", "PreviewImage", "Note")]
+    workflow["links"] = [l for l in workflow["links"] if l[1] == 2 and l[3] in (10, 11)]
+    for node in workflow["nodes"]:
+        for out in node["outputs"]:
+            out["links"] = [l for l in out["links"] if any(k[0] == l for k in workflow["links"])]
+    _load(page, workflow)
+    _run_button(page).click()
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_training']\")?.textContent.startsWith('error:')",
+                           timeout=120_000)
+    status = page.locator("[data-w2s='w2s_training'] div").first
+    text = status.text_content()
+    assert text.startswith("error: dataset: input/no_such_folder is not a folder"), text
+    assert str(server.base) not in text and status.get_attribute("data-phase") == "error"
+    page.keyboard.press("Escape")  # the error dialog
+
+
+def _axis_labels_drawn(panel) -> bool:
+    """Text pixels left of the chart's y axis (the loss values) and under its x axis (the steps)."""
+    return panel.locator("canvas").evaluate("""c => {
+        const ctx = c.getContext('2d');
+        const lit = (x, y, w, h) => Array.from(ctx.getImageData(x, y, w, h).data).some((v, i) => i % 4 < 3 && v > 150);
+        return lit(0, 14, 44, c.height - 32) && lit(46, c.height - 16, c.width - 54, 16);
+    }""")
 
 
 def _loss_line_drawn(panel) -> bool:
@@ -309,6 +370,7 @@ def test_heatmap_node_word_chips_show_their_overlay(page, artifacts):
     second = _overlay(page)
     assert second["word"] == labels[2] and second["src"] != first["src"] and second["width"] == 64
     page.screenshot(path=str(artifacts / "heatmap_chips.png"))
+    assert _overlaps(page) == []
     _reload(page)  # chips, the chosen word and its overlay come back
     page.locator("[data-w2s='w2s_words'] button").first.wait_for(timeout=15_000)
     assert page.locator("[data-w2s='w2s_words']").first.locator("button").all_text_contents() == labels
@@ -317,7 +379,7 @@ def test_heatmap_node_word_chips_show_their_overlay(page, artifacts):
     assert not _our_errors(page), _our_errors(page)
 
 
-def test_evaluate_node_shows_its_report_as_text(page, artifacts):
+def test_evaluate_node_draws_its_report_as_a_table(page, artifacts):
     workflow = json.loads((ROOT / "workflows" / "word2scene_evaluate.json").read_text())
     _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
     _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
@@ -329,11 +391,62 @@ def test_evaluate_node_shows_its_report_as_text(page, artifacts):
                   "() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')")
     panel = page.locator("[data-w2s='w2s_report']").first
     text = panel.text_content()
-    assert "| airport | 2 | 25 |" in text and re.search(rf"GSHPS \[scene-cnn \d+ px \({re.escape(EVAL_NET)}\.safetensors, sha256 [0-9a-f]{{12}}\)\]", text)
-    assert panel.locator("img").count() == 0  # shown as text, never parsed as HTML
+    rows = panel.locator("table").first.evaluate("t => Array.from(t.rows).map(r => Array.from(r.cells).map(c => c.textContent))")
+    assert rows[0][:3] == ["scope", "generated", "reference"]
+    assert re.fullmatch(rf"GSHPS \[scene-cnn \d+ px \({re.escape(EVAL_NET)}\.safetensors, sha256 [0-9a-f]{{12}}\)\]", rows[0][3])
+    assert rows[1][:3] == ["airport", "2", "25"] and "|" not in text
+    assert panel.locator("img").count() == 0  # cells are text, never parsed as HTML
+    assert "Warning: FID from 2 images is not a measurement" in text  # too few images for the features
+    assert "Feature network check:" in text
+    assert _overlaps(page) == []
     page.screenshot(path=str(artifacts / "evaluate_node.png"))
     _reload(page)
     page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_report']\")?.textContent.includes('GSHPS')",
                            timeout=15_000)
     assert page.locator("[data-w2s='w2s_report']").first.text_content() == text
     assert not _our_errors(page), _our_errors(page)
+
+
+def test_mini_workflow_runs_as_shipped_and_shows_its_prompt(page, server, frontend, artifacts):
+    """The template a new user opens first: nothing to pick, Run, a 128 px scene named after
+    its word, the Scene Prompt's prompt and report on the node, heat-map chips, no overlap."""
+    workflow = json.loads((ROOT / "workflows" / "word2scene_mini_scene.json").read_text())
+    _load(page, workflow)
+    out = server.base / "output" / "word2scene"
+    before = set(out.glob("airport_*.png")) if out.exists() else set()
+    _run_button(page).click()
+    page.wait_for_function(f"() => {APP}.graph._nodes.some(n => n.type === 'SaveImage' && n.imgs && n.imgs.length)",
+                           timeout=300_000)
+    page.wait_for_function("() => document.querySelectorAll(\"[data-w2s='w2s_words'] button\").length === 4")
+    [saved] = set(out.glob("airport_*.png")) - before
+    from PIL import Image
+
+    with Image.open(saved) as image:
+        assert image.size == (128, 128)
+    prompt_panel = page.locator("[data-w2s='w2s_prompt']").first
+    text = prompt_panel.text_content()
+    assert "positive: gs, geographic scene, airport" in text and "negative: (empty)" in text
+    assert "'airport' -> airport (exact)" in text
+    assert page.locator("[data-w2s='w2s_words'] button").all_text_contents() == ["gs", "geographic", "scene", "airport"]
+    page.wait_for_timeout(1000)
+    assert _overlaps(page) == []
+    page.screenshot(path=str(artifacts / "mini_scene_after_run.png"))
+    _reload(page)
+    page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_prompt']\")?.textContent.includes('airport (exact)')",
+                           timeout=15_000)
+    assert page.locator("[data-w2s='w2s_prompt']").first.text_content() == text
+    assert not _our_errors(page), _our_errors(page)
+
+
+def test_display_panels_are_no_parameters(page, frontend):
+    """Our panels show results on the node; Nodes 2.0's side panel lists parameters, so they are
+    hidden there (the newest frontend's own visibility model says so; the bundled one has no such panel)."""
+    workflow = json.loads((ROOT / "workflows" / "word2scene_mini_scene.json").read_text())
+    _load(page, workflow)
+    panels = page.evaluate(f"""() => {APP}.graph._nodes.flatMap(n => (n.widgets || [])
+        .filter(w => String(w.name).startsWith('w2s_'))
+        .map(w => ({{name: w.name, hide: w.options?.hideInPanel === true, panel: w._visibility?.surfaces?.panel ?? null}})))""")
+    assert sorted(p["name"] for p in panels) == ["w2s_concept", "w2s_prompt", "w2s_words"]
+    assert all(p["hide"] for p in panels), panels
+    if frontend == "newest":
+        assert all(p["panel"] == "never" for p in panels), panels

@@ -54,7 +54,7 @@ def test_pack_loads_and_lists_its_nodes(server):
     info = server.get("/object_info")
     for node_id, display in (("W2S_ConceptLoader", "Word2Scene Concept Loader"), ("W2S_ApplyConcept", "Word2Scene Apply Concept")):
         assert info[node_id]["display_name"] == display
-        assert info[node_id]["category"] == "Word2Scene"
+        assert info[node_id]["category"] == "Word2Scene/concepts"
     assert CONCEPT_NAME in info["W2S_ConceptLoader"]["input"]["required"]["concept_name"][0]
     assert info["W2S_ApplyConcept"]["output"] == ["MODEL", "CLIP"]
     log = server.log()
@@ -72,7 +72,8 @@ def _one_word_prompt(server, concept_name=CONCEPT_NAME, workflow_name="word2scen
     workflow = json.loads((ROOT / "workflows" / f"{workflow_name}.json").read_text())
     prompt = ui_to_api(workflow, server.get("/object_info"))
     by_type = {node["class_type"]: node for node in prompt.values()}
-    by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    if "CheckpointLoaderSimple" in by_type:
+        by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
     if "W2S_ConceptLoader" in by_type:
         by_type["W2S_ConceptLoader"]["inputs"]["concept_name"] = concept_name
     by_type["EmptyLatentImage"]["inputs"].update(width=64, height=64)
@@ -141,9 +142,27 @@ def test_train_then_generate_workflow(server, airport_input):
     assert len(entry["outputs"]["10"]["images"]) == 1 and len(entry["outputs"]["11"]["images"]) == 1
     assert "word2scene/airport_concept.safetensors" in server.get("/object_info/W2S_ConceptLoader")[
         "W2S_ConceptLoader"]["input"]["required"]["concept_name"][0]
-    prompt["2"]["inputs"]["seed"] = 1  # a changed input re-runs the node; the file exists now
+    assert entry["outputs"]["2"]["saved"] == ["loras/word2scene/airport_concept.safetensors"]
+    assert "saved: loras/word2scene/airport_concept.safetensors" in entry["outputs"]["2"]["text"][0]
+    # the default name again, other settings: a new name, nothing replaced, no error
+    before = saved.read_bytes()
+    prompt["2"]["inputs"]["seed"] = 1
     again = server.run_prompt(prompt)
-    assert again["status"]["status_str"] == "error" and "exists" in json.dumps(again["status"]["messages"])
+    assert again["status"]["status_str"] == "success", again["status"]
+    assert again["outputs"]["2"]["saved"] == ["loras/word2scene/airport_concept-2.safetensors"]
+    assert saved.read_bytes() == before and read_concept(saved.with_name("airport_concept-2.safetensors")).info.training.seed == 1
+    # the first settings again (a new server session would run the node again): the finished run, not retrained
+    prompt["2"]["inputs"].update(seed=0, preview_steps=3)  # a changed input that shapes no weight re-runs the node
+    same = server.run_prompt(prompt)
+    assert same["status"]["status_str"] == "success", same["status"]
+    assert "unchanged: loras/word2scene/airport_concept.safetensors (this run, finished)" in same["outputs"]["2"]["text"][0]
+    assert saved.read_bytes() == before and not saved.with_name("airport_concept-3.safetensors").exists()
+    # errors name the node's input (save_name, not the core's `out`) and the folder as users know it
+    prompt["2"]["inputs"].update(save_name="../escape", seed=2)
+    bad = server.run_prompt(prompt)
+    error = _execution_error(bad)
+    assert error["exception_message"].startswith("save_name: '../escape' is not a plain relative file name")
+    assert error["exception_type"] == "word2scene.errors.InputError"
 
 
 def test_cancel_stops_training_and_leaves_a_resumable_checkpoint(server, airport_input):
@@ -175,11 +194,19 @@ def test_bad_concept_is_a_clear_error_and_the_server_lives(server):
     messages = json.dumps(entry["status"]["messages"])
     assert "NaN or inf" in messages and "concept_name" in messages
     assert server.get("/system_stats")  # still answering
+    error = _execution_error(entry)
+    assert error["exception_type"] == "word2scene.errors.InputError" and str(server.base) not in error["exception_message"]
     answer = server.get("/word2scene/concept?name=" + "missing/none.safetensors")
-    assert re.search(r"is not in ComfyUI's loras folders \(loras(, loras)*\)", answer["error"]), answer
+    assert answer["error"].startswith("concept_name: 'missing/none.safetensors' is not in ComfyUI's models/loras folder")
+    assert "loras, loras" not in answer["error"], answer
     assert str(server.base) not in json.dumps(answer)  # the page never learns where the server keeps files
     with pytest.raises(RuntimeError, match="400"):
         server.post("/prompt", {"prompt": _one_word_prompt(server, "../../escape.safetensors")})
+
+
+def _execution_error(entry) -> dict:
+    """The execution_error message of a failed prompt's history entry (type, message, node)."""
+    return next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
 
 
 @pytest.mark.parametrize("strengths", [(1.0, 1.0), (0.6, -0.4)])
@@ -280,3 +307,94 @@ def test_evaluate_node_reports_metrics_named_by_extractor(server):
     bad = server.run_prompt(prompt)
     assert bad["status"]["status_str"] == "error" and "volcano" in json.dumps(bad["status"]["messages"])
     assert server.get("/object_info/W2S_Evaluate")  # the server lives
+
+
+def test_non_finite_learning_rate_is_refused_before_queueing(server):
+    """VALIDATE_INPUTS refuses it: the prompt never enters the queue, so nothing non-finite
+    reaches /history (where NaN is invalid JSON and breaks the browser's history view)."""
+    import math
+    import urllib.request
+
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    full = ui_to_api(workflow, server.get("/object_info"))
+    prompt = {"2": full["2"], "10": full["10"]}
+    prompt["2"]["inputs"].update(ckpt_name="sd15_random.safetensors", dataset="w2s_airport", learning_rate=math.nan)
+    before = len(server.get("/history"))
+    with pytest.raises(RuntimeError, match=r"400: .*learning_rate: nan is not accepted; give a finite number"):
+        server.post("/prompt", {"prompt": prompt, "client_id": "w2s-tests"})
+    prompt["2"]["inputs"].update(learning_rate=1e-4, alpha=math.inf)
+    with pytest.raises(RuntimeError, match=r"400: .*alpha: inf is not accepted"):
+        server.post("/prompt", {"prompt": prompt, "client_id": "w2s-tests"})
+    with urllib.request.urlopen(server.url + "/history", timeout=30) as r:
+        raw = r.read().decode()
+
+    def refuse(constant):
+        raise ValueError(f"/history holds {constant}, which is not JSON")
+    assert len(json.loads(raw, parse_constant=refuse)) == before
+
+
+def test_routes_name_files_as_the_user_knows_them_through_a_symlinked_folder(server, tmp_path_factory):
+    """A loras subfolder that is a link to elsewhere: errors say loras/bad/..., never the
+    server folder the link points to."""
+    elsewhere = tmp_path_factory.mktemp("srv-elsewhere") / "bad"
+    elsewhere.mkdir()
+    good = server.base / "models" / "loras" / CONCEPT_NAME
+    whole = good.read_bytes()
+    (elsewhere / "truncated.safetensors").write_bytes(whole[:8 + int.from_bytes(whole[:8], "little") + 100])
+    (server.base / "models" / "loras" / "bad").symlink_to(elsewhere)
+    answer = server.get("/word2scene/concept?name=bad/truncated.safetensors")
+    assert "loras/bad/truncated.safetensors is truncated" in answer["error"], answer
+    assert str(elsewhere) not in json.dumps(answer) and str(server.base) not in json.dumps(answer)
+    entry = server.run_prompt(_one_word_prompt(server, "bad/truncated.safetensors"))
+    message = _execution_error(entry)["exception_message"]
+    assert message.startswith("concept_name: loras/bad/truncated.safetensors is truncated"), message
+    assert str(elsewhere) not in message and str(server.base) not in message
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory):
+    """ComfyUI as a new user has it: no checkpoint, no LoRA, only the pack."""
+    srv = ComfyServer(tmp_path_factory.mktemp("comfy-fresh"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+MINI_DIFFERENCE = {"mean_abs": 6.0, "psnr": 30.0}  # grey levels, dB: measured 3.6 and 36.6 (docs)
+
+
+def test_mini_workflow_runs_on_a_fresh_install_and_draws_what_the_cli_draws(fresh_server):
+    info = fresh_server.get("/object_info")
+    assert info["W2S_MiniLoader"]["input"]["required"]["model_name"][0] == ["word2scene-mini.safetensors"]
+    assert "word2scene-mini-c.safetensors" in info["W2S_ConceptLoader"]["input"]["required"]["concept_name"][0]
+    workflow = json.loads((ROOT / "workflows" / "word2scene_mini_scene.json").read_text())
+    prompt = ui_to_api(workflow, info)
+    entry = fresh_server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [item] = entry["outputs"]["8"]["images"]
+    assert item["subfolder"] == "word2scene" and item["filename"].startswith("airport_")  # named after the word
+    with Image.open(fresh_server.base / "output" / item["subfolder"] / item["filename"]) as im:
+        comfy_image = np.asarray(im.convert("RGB"), dtype=np.float64)
+    assert comfy_image.shape == (128, 128, 3)
+    assert entry["outputs"]["4"]["positive"] == ["gs, geographic scene, airport"]
+    assert entry["outputs"]["9"]["words"] == ["gs", "geographic", "scene", "airport"]
+    # the CLI's `generate airport` (mini, Word2Scene-C at its recommended strength 1, seed 0, 30 DDIM steps, CFG 7, 128 px)
+    from word2scene.concepts.file import load_concept
+    from word2scene.concepts.patching import apply_concepts
+    from word2scene.models.sd15 import MINI_CONCEPT, load_sd15
+    from word2scene.prompts.knowledge import load_knowledge
+    from word2scene.scenes.pipeline import make_scene
+    from word2scene.scenes.sampling import SamplingSettings
+
+    sd = load_sd15(model="mini")
+    concept = load_concept(MINI_CONCEPT)
+    apply_concepts(sd, [(concept, 1.0, 1.0)])
+    scene = make_scene(sd, "airport", SamplingSettings(steps=30, seed=0, width=128, height=128),
+                       trigger_words=concept.info.trigger_words, kb=load_knowledge())
+    cli_image = np.asarray(scene.image, dtype=np.float64)
+    assert scene.prompt == entry["outputs"]["4"]["positive"][0]
+    mean_abs = float(np.abs(comfy_image - cli_image).mean())
+    psnr = float(10 * np.log10(255.0 ** 2 / ((comfy_image - cli_image) ** 2).mean()))
+    print(f"ComfyUI vs CLI: mean |difference| {mean_abs:.2f} grey levels, PSNR {psnr:.1f} dB")
+    assert mean_abs <= MINI_DIFFERENCE["mean_abs"] and psnr >= MINI_DIFFERENCE["psnr"], (mean_abs, psnr)
+    assert not pack_errors(fresh_server.log())

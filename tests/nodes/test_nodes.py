@@ -24,18 +24,94 @@ def pack():
         del sys.modules[key]
 
 
+CATEGORIES = {"W2S_ConceptLoader": "concepts", "W2S_ApplyConcept": "concepts", "W2S_ScenePrompt": "prompts",
+              "W2S_TrainConcept": "training", "W2S_KSamplerHeatmaps": "interpretability", "W2S_Heatmap": "interpretability",
+              "W2S_ExplainImage": "interpretability", "W2S_StrengthGrid": "sampling", "W2S_Evaluate": "evaluation",
+              "W2S_MiniLoader": "sampling"}
+
+
 def test_mappings_ids_names_and_category(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"W2S_ConceptLoader", "W2S_ApplyConcept", "W2S_ScenePrompt",
-                                             "W2S_TrainConcept", "W2S_KSamplerHeatmaps", "W2S_Heatmap",
-                                             "W2S_ExplainImage", "W2S_StrengthGrid", "W2S_Evaluate"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(CATEGORIES)
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     assert all(v.startswith("Word2Scene ") for v in pack.NODE_DISPLAY_NAME_MAPPINGS.values())
     assert pack.WEB_DIRECTORY == "./js" and (ROOT / "js" / "word2scene.js").is_file()
-    for cls in pack.NODE_CLASS_MAPPINGS.values():
-        assert cls.CATEGORY == "Word2Scene" and callable(getattr(cls(), cls.FUNCTION))
-    loaded = [m for m in sys.modules if m.startswith("Word2Scene pack-under test.")]
-    assert "Word2Scene pack-under test.word2scene.concepts.file" in loaded
-    assert not {"nodes", "utils", "sd", "lora"} & {m.split(".")[-1] for m in sys.modules if "." not in m and m in loaded}
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert cls.CATEGORY == f"Word2Scene/{CATEGORIES[node_id]}" and callable(getattr(cls(), cls.FUNCTION))
+    # the core is the top-level package `word2scene` (error types read word2scene.errors.InputError), the nodes
+    # live under the path-derived name, and no module of ours takes a name ComfyUI owns
+    assert sys.modules["word2scene"].__file__ == str(ROOT / "word2scene" / "__init__.py")
+    assert "Word2Scene pack-under test.nodes.concept_nodes" in sys.modules
+    assert not [m for m in sys.modules if m.startswith("Word2Scene pack-under test.word2scene")]
+    assert not {"nodes", "utils", "sd", "lora"} & {m for m in sys.modules if m.startswith("Word2Scene pack-under test")}
+
+
+def test_errors_read_as_word2scene_input_errors(pack):
+    from word2scene.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        pack.NODE_CLASS_MAPPINGS["W2S_ApplyConcept"]().apply(None, None, None, 1.0, 7.0)
+    assert f"{type(caught.value).__module__}.{type(caught.value).__qualname__}" == "word2scene.errors.InputError"
+
+
+@pytest.fixture
+def stub_comfy(monkeypatch):
+    """Just enough of ComfyUI's modules for INPUT_TYPES to list (empty) folders and samplers."""
+    import types
+
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.folder_names_and_paths = {}
+    folder_paths.get_filename_list = lambda key: []
+    folder_paths.get_folder_paths = lambda key: []
+    folder_paths.get_full_path = lambda key, name: None
+    comfy = types.ModuleType("comfy")
+    samplers = types.ModuleType("comfy.samplers")
+    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "ddim"], SCHEDULERS=["normal", "ddim_uniform"])
+    comfy.samplers = samplers
+    for name, module in (("folder_paths", folder_paths), ("comfy", comfy), ("comfy.samplers", samplers)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_every_input_and_output_has_a_tooltip(pack, stub_comfy):
+    missing = []
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert _our_inputs(cls), node_id
+        for name, spec in _our_inputs(cls).items():
+            if len(spec) < 2 or not (spec[1] or {}).get("tooltip"):
+                missing.append(f"{node_id}.{name}")
+        if len(getattr(cls, "OUTPUT_TOOLTIPS", ())) != len(cls.RETURN_TYPES):
+            missing.append(f"{node_id} OUTPUT_TOOLTIPS")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("node, inputs", [
+    ("W2S_TrainConcept", {"learning_rate": float("nan"), "alpha": 16.0}),
+    ("W2S_TrainConcept", {"learning_rate": 1e-4, "alpha": float("inf")}),
+    ("W2S_ApplyConcept", {"strength_model": float("nan"), "strength_clip": 1.0}),
+    ("W2S_KSamplerHeatmaps", {"cfg": float("-inf"), "denoise": 1.0}),
+    ("W2S_Heatmap", {"threshold": float("nan")}),
+    ("W2S_StrengthGrid", {"cfg": float("nan")}),
+])
+def test_non_finite_numbers_are_refused_before_queueing(pack, node, inputs, stub_comfy):
+    cls = pack.NODE_CLASS_MAPPINGS[node]
+    answer = cls.VALIDATE_INPUTS(**inputs)
+    bad = next(k for k, v in inputs.items() if v != v or v in (float("inf"), float("-inf")))
+    assert isinstance(answer, str) and answer.startswith(f"{bad}:") and "finite" in answer
+    fine = {k: (1e-4 if k == "learning_rate" else 0.5) for k in inputs}
+    assert cls.VALIDATE_INPUTS(**fine) is True
+    assert cls.VALIDATE_INPUTS(**{k: None for k in inputs}) is True  # linked: checked when the value arrives
+
+
+def test_scene_prompt_names_files_after_the_word_and_shows_the_prompt(pack, monkeypatch):
+    node = pack.NODE_CLASS_MAPPINGS["W2S_ScenePrompt"]
+    bridge = sys.modules["Word2Scene pack-under test.nodes.comfy_bridge"]
+    monkeypatch.setattr(bridge, "knowledge_dirs", lambda: [])
+    assert node.RETURN_NAMES[-1] == "filename_prefix" and node.RETURN_TYPES[:5] == (
+        "STRING", "STRING", "STRING", "CONDITIONING", "CONDITIONING")  # new outputs only at the end
+    out = node().expand("Dense Residential, river", "word2scene", 1, 0)
+    assert out["result"][5] == "word2scene/dense_residential_river"
+    assert out["ui"]["positive"] == ["gs, geographic scene, dense residential, river"] and out["ui"]["negative"] == [""]
+    assert "'Dense Residential' -> dense_residential" in out["ui"]["text"][0]
+    assert node().expand("airport", "word2scene", 1, 0)["result"][5] == "word2scene/airport"
 
 
 def test_apply_concept_inputs(pack):
@@ -50,7 +126,8 @@ def test_apply_concept_inputs(pack):
 
 
 def test_apply_concept_refuses_strength_out_of_range(pack):
-    errors = sys.modules["Word2Scene pack-under test.word2scene.errors"]  # the pack's own copy of the core
+    from word2scene import errors
+
     with pytest.raises(errors.InputError, match="strength_clip: 7.0 is outside"):
         pack.NODE_CLASS_MAPPINGS["W2S_ApplyConcept"]().apply(None, None, None, 1.0, 7.0)
 
@@ -64,7 +141,8 @@ def test_apply_concept_refuses_strength_out_of_range(pack):
      "reference_folder: give a folder of images"),
 ])
 def test_nodes_name_the_input_that_is_wrong(pack, node, call, message):
-    errors = sys.modules["Word2Scene pack-under test.word2scene.errors"]
+    from word2scene import errors
+
     with pytest.raises(errors.InputError) as caught:
         call(pack.NODE_CLASS_MAPPINGS[node]())
     assert str(caught.value).startswith(message)
@@ -98,7 +176,7 @@ def test_workflow_links_match_our_node_types(pack, path):
 def test_one_word_workflow_has_the_papers_settings():
     workflow = json.loads((ROOT / "workflows" / "word2scene_one_word_scene.json").read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
-    assert [n["type"] for n in workflow["nodes"]] == ["CheckpointLoaderSimple", "W2S_ConceptLoader", "W2S_ApplyConcept",
+    assert [n["type"] for n in workflow["nodes"] if n["type"] != "Note"] == ["CheckpointLoaderSimple", "W2S_ConceptLoader", "W2S_ApplyConcept",
                                                       "CLIPTextEncode", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
                                                       "VAEDecode", "SaveImage"]
     assert nodes[3]["widgets_values"] == [1.0, 1.0]
@@ -130,3 +208,27 @@ def test_packaging_for_registry_and_manager():
     assert not re.search(r"^\s*torch(vision|audio)?\b", requirements, re.M)
     source = "\n".join(p.read_text() for p in list(ROOT.glob("nodes/*.py")) + list(ROOT.glob("word2scene/*.py")))
     assert not re.search(r"(?<![.\w])(eval|exec)\(", source) and "pip install" not in source
+
+
+def test_heat_map_errors_list_words_without_token_notation(pack, tiny):
+    """A word not in the prompt: the message lists the prompt's words once each, as written
+    (no "a#2" for a repeated word)."""
+    from word2scene.errors import InputError
+    from word2scene.scenes.heatmaps import generate_with_heatmaps
+    from word2scene.scenes.sampling import SamplingSettings
+
+    _, heat, _ = generate_with_heatmaps(tiny, "a church near a church", SamplingSettings(steps=1, width=64, height=64), 0, [])
+    with pytest.raises(InputError) as caught:
+        heat.word_maps(["airport"])
+    assert str(caught.value) == "words: 'airport' is not in the prompt; its words are: a, church, near"
+    assert "#" not in str(caught.value)
+
+
+def test_every_node_has_a_help_page(pack):
+    """The frontend's node help panel reads /extensions/<pack>/docs/<node id>.md (served from js/)."""
+    for node_id, display in pack.NODE_DISPLAY_NAME_MAPPINGS.items():
+        page = ROOT / pack.WEB_DIRECTORY / "docs" / f"{node_id}.md"
+        assert page.is_file(), node_id
+        text = page.read_text()
+        assert text.startswith(f"# {display}\n") and len(text) > 300, node_id
+    assert {p.stem for p in (ROOT / "js" / "docs").glob("*.md")} == set(pack.NODE_CLASS_MAPPINGS)

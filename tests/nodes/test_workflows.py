@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = json.loads((Path(__file__).parent / "data" / "comfyui_core_object_info.json").read_text())
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+FRONTEND_ONLY = {"Note": 1}  # node types the frontend draws and never sends: their widget count
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,9 @@ def test_workflow_matches_node_definitions(definitions, path):
     workflow = json.loads(path.read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            assert len(node["widgets_values"]) == FRONTEND_ONLY[node["type"]] and not node["inputs"] + node["outputs"]
+            continue
         assert node["type"] in definitions, f"{path.name}: unknown node type {node['type']}"
         info = definitions[node["type"]]
         specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
@@ -55,3 +59,20 @@ def test_workflow_matches_node_definitions(definitions, path):
     for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
         assert definitions[nodes[src]["type"]]["output"][src_slot] == kind
         assert nodes[dst]["inputs"][dst_slot]["type"] == kind
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_workflow_says_what_files_it_needs_and_nothing_overlaps(path):
+    """A Note names every file a workflow needs and where it goes; the layout leaves every
+    node its room (the browser tests check the sizes the frontends draw)."""
+    workflow = json.loads(path.read_text())
+    notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1, path.name
+    for node in workflow["nodes"]:
+        for value in node["widgets_values"]:
+            if isinstance(value, str) and value.endswith(".safetensors") and node["type"] != "W2S_StrengthGrid":
+                assert value in notes[0] or path.stem == "word2scene_mini_scene", (path.name, value)
+    boxes = [(n["id"], *n["pos"], *n["size"]) for n in workflow["nodes"]]
+    for i, (a, ax, ay, aw, ah) in enumerate(boxes):
+        for b, bx, by, bw, bh in boxes[i + 1:]:
+            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (path.name, a, b)

@@ -24,10 +24,18 @@ from ..imagery import fit_square
 from .backbones import InceptionV3, SceneCNN, VGG16
 
 CLASSIFIER_METADATA_KEY = "word2scene_classifier"
+# The scene classifier shipped with the pack (trained on AID with `word2scene classifier train`):
+# the feature network evaluations use when none is given, named in every report it makes.
+SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[1] / "assets" / "classifier" / "aid-scene-cnn.safetensors"
 CROP = "crop"  # shorter side to S (bicubic, antialiased), centre crop: what classifiers train and test on
 STRETCH = "stretch"  # the whole image bilinearly to S x S on the tensor: pytorch-fid's FID/KID input
 ACCEPTED = ("a classifier trained with `word2scene classifier train`, torchvision-layout VGG16 or Inception-v3 "
             "weights, or pytorch-fid's FID Inception weights (.safetensors, .pth)")
+
+
+def shipped_classifier() -> Path | None:
+    """The shipped scene classifier's file, or None where this copy of the pack has none."""
+    return SHIPPED_CLASSIFIER if SHIPPED_CLASSIFIER.is_file() else None
 
 
 @dataclass

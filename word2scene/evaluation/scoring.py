@@ -18,6 +18,9 @@ from .image_sets import class_key, LabelledImage, labels, read_images
 from .metrics import clip_scorer, fid, gshps, kid, KID_SUBSET_SIZE
 
 OVERALL = "overall"
+# Below this share of the real images recognised, a classifier's features say little about
+# how scene-like images are: its GSHPS, FID and KID are flagged.
+WEAK_CLASSIFIER = 0.6
 
 
 @dataclass
@@ -51,6 +54,9 @@ class Report:
     results: list[Result] = field(default_factory=list)
     accuracy: dict[str, Accuracy] = field(default_factory=dict)  # "generated->real", "real->generated"
     groups: dict[str, list[str]] = field(default_factory=dict)
+    # how well each scene classifier used for features recognises the real images it was given
+    checks: dict[str, Accuracy] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # figures not to trust, and why
 
     def value(self, metric: str, scope: str = OVERALL) -> float:
         for r in self.results:
@@ -67,7 +73,8 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"results": [asdict(r) for r in self.results], "accuracy": {k: v.as_dict() for k, v in self.accuracy.items()},
-                "groups": self.groups}
+                "groups": self.groups, "checks": {k: v.as_dict() for k, v in self.checks.items()},
+                "warnings": list(self.warnings)}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, ensure_ascii=False)
@@ -82,7 +89,8 @@ class Report:
         cell = {(r.scope, r.metric, r.extractor): r for r in self.results}
         head = ["scope"] + (["split"] if self.groups else []) + ["generated", "reference"] + \
             [f"{m} [{e}]" for m, e in columns]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [f"**Warning:** {w}\n" for w in self.warnings]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in scopes:
             any_r = next(r for r in self.results if r.scope == s)
             row = [f"**{s}**" if s in self.groups or s == OVERALL else s]
@@ -98,6 +106,9 @@ class Report:
         if any(m in ("FID", "KID") for m, _ in columns):
             text += ("\n\nFID and KID read each image as pytorch-fid does (bilinear to the network's input size on the "
                      "tensor, no crop); GSHPS and classifiers read a centre crop.")
+        for name, check in self.checks.items():
+            text += (f"\n\nFeature network check: {name} classifies {check.overall:.0%} of the {check.images} reference "
+                     "images correctly (" + ", ".join(f"{c} {a:.0%}" for c, a in check.per_class.items()) + ").")
         if self.groups:
             text += "\n\nGroup rows are the mean (± standard deviation) of their classes' values."
         if self.accuracy:
@@ -215,11 +226,16 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
                 if metric == "GSHPS":
                     report.results.append(Result(scope, metric, gshps(fg["conv"][gm], fr["conv"][rm]), x.name, n_g, n_r))
                 elif min(n_g, n_r) >= 2 and metric == "FID":
-                    report.results.append(Result(scope, metric, fid(fg["pooled"][gm], fr["pooled"][rm]), x.name, n_g, n_r))
+                    report.results.append(Result(scope, metric, fid(fg["pooled"][gm], fr["pooled"][rm]), x.name, n_g, n_r,
+                                                 note=_too_few(report, scope, metric, n_g, n_r, fg["pooled"].shape[1])))
                 elif min(n_g, n_r) >= 2 and metric == "KID":
                     size = s.kid_subset_size or min(KID_SUBSET_SIZE, n_g, n_r)
                     mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, size)
-                    report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std, f"subsets of {size}"))
+                    note = "; ".join(filter(None, [f"subsets of {size}", _too_few(report, scope, metric, n_g, n_r,
+                                                                                   fg["pooled"].shape[1])]))
+                    report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std, note))
+        if x.classes and "logits" in fr and x.name not in report.checks:
+            _check_classifier(report, x, fr["logits"], reference)
     if s.clip:
         scorer = clip_scorer(s.clip, s.device)
         if texts is None:
@@ -246,6 +262,36 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
             report.results.append(Result(name, metric, float(np.mean(values)), extractor, sum(r.generated for r in rows),
                                          sum(r.reference for r in rows), float(np.std(values))))
     return report
+
+
+def _too_few(report: Report, scope: str, metric: str, n_g: int, n_r: int, dims: int) -> str:
+    """A note (and, for the overall row, a warning) when a set has no more images than the
+    features have dimensions: its covariance cannot be estimated, so FID and KID from it are
+    noise, however small they look."""
+    n = min(n_g, n_r)
+    if n > dims:
+        return ""
+    if scope == OVERALL:
+        report.warnings.append(f"{metric} from {n} images is not a measurement: the {dims}-d features need more "
+                               f"than {dims} images per set (a covariance estimate); compare sets of at least {dims + 1}.")
+    return f"unreliable: {n} images for {dims}-d features"
+
+
+def _check_classifier(report: Report, x: FeatureExtractor, logits, reference: list[LabelledImage]) -> None:
+    """How many real images the scene classifier whose features are used classifies right
+    (from the logits already computed); a weak one is a warning on every figure it gives."""
+    known = [k for k, r in enumerate(reference) if r.label in x.classes]
+    if not known:
+        return
+    predicted = np.asarray(logits)[known].argmax(1)
+    hits = [x.classes[int(p)] == reference[k].label for p, k in zip(predicted, known)]
+    per_class = {c: float(np.mean([h for h, k in zip(hits, known) if reference[k].label == c]))
+                 for c in labels([reference[k] for k in known])}
+    report.checks[x.name] = Accuracy(float(np.mean(hits)), per_class, len(known), x.name)
+    if report.checks[x.name].overall < WEAK_CLASSIFIER:
+        report.warnings.append(f"{x.name} classifies only {report.checks[x.name].overall:.0%} of the {len(known)} "
+                               f"reference images correctly (under {WEAK_CLASSIFIER:.0%}): its features say little about "
+                               "scene likeness, so GSHPS, FID and KID from them are weak evidence.")
 
 
 def evaluate_batch(images: list[Image.Image], reference: list[LabelledImage], concept: str = "",

@@ -54,6 +54,13 @@ class Expansion:
                 "matches": [{k: v for k, v in asdict(m).items() if k != "suggestion"} for m in self.matches],
                 "truncated": list(self.truncated)}
 
+    def file_stem(self) -> str:
+        """A file-name stem naming the scene: the matched concepts' keys (the words as written,
+        made safe, where unknown), joined by '_': "airport", "dense_residential_river"."""
+        parts = [m.concept or "_".join("".join(c if c.isalnum() else " " for c in m.input.lower()).split())
+                 for m in self.matches]
+        return "_".join(p for p in parts if p) or "scene"
+
     def report(self) -> str:
         """Plain-text report for people: one line per input word, then what was dropped."""
         lines = []

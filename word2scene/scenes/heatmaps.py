@@ -181,8 +181,8 @@ class HeatMaps:
             try:
                 columns.append(self.layout.resolve(request))
             except (KeyError, ValueError):
-                raise InputError("words", f"{request!r} is not in the prompt; its words are: "
-                                          f"{', '.join(self.layout.labels())}") from None
+                words = ", ".join(dict.fromkeys(w.text for w in self.layout.words))  # each word once, as written
+                raise InputError("words", f"{request!r} is not in the prompt; its words are: {words}") from None
         flat = sorted({c for cols in columns for c in cols})
         maps = self.token_maps(flat)
         index = {c: i for i, c in enumerate(flat)}
