@@ -132,7 +132,7 @@ class TrainConcept:
         reporter.phase("encoding", "reading the images and encoding them (latents, captions)")
         result = train(sd, folder, out, cfg, kb=kb, resume=states[-1] if states else None, overwrite=overwrite,
                        device=device, on_progress=reporter.progress, on_preview=reporter.preview,
-                       should_stop=reporter.should_stop)
+                       should_stop=reporter.should_stop, input_names=self.CORE_INPUTS)
         name = comfy_bridge.user_path(out)
         reporter.done({**result.summary, "out": name})
         note = "" if out == asked else f" ({comfy_bridge.user_path(asked)} holds another run; overwrite replaces it)"

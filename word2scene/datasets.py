@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .imagery import IMAGE_SUFFIXES, fit_square, read_image
+from .imagery import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, fit_square, read_image
 
 REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 
@@ -96,10 +96,10 @@ def _sidecar(image: Path) -> tuple[str, ...]:
 
 
 def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str | None = "train", kb=None,
-                 input_name: str = "dataset") -> list[Sample]:
+                 input_name: str = "dataset", split_input: str = "split") -> list[Sample]:
     """All training samples under `root`; `concepts` restricts class layouts to those
     classes (matched through the knowledge base) and names the concept of a flat folder.
-    Errors about the folder name `input_name`."""
+    Errors about the folder name `input_name`; a split its captions.jsonl lacks, `split_input`."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(input_name, f"{root} is not a folder")
@@ -115,7 +115,12 @@ def scan_dataset(root: str | Path, concepts: list[str] | None = None, split: str
     samples: list[Sample] = []
     jsonl = root / "captions.jsonl"
     if jsonl.is_file():
-        for row in read_caption_rows(jsonl, ("file", "class"), input_name):
+        rows = read_caption_rows(jsonl, ("file", "class"), input_name)
+        splits = sorted({str(row.get("split", split)) for row in rows})
+        if split is not None and rows and split not in splits:
+            raise InputError(split_input, f"{split!r}: {jsonl} has no rows of that split; its splits: "
+                                          f"{', '.join(splits)} (or all)")
+        for row in rows:
             file, cls = str(row["file"]), str(row["class"])
             if split is not None and row.get("split", split) != split or not keep(cls):
                 continue
@@ -174,17 +179,24 @@ def dataset_hash(samples: list[Sample]) -> str:
 def load_images(samples: list[Sample], resolution: int, bands: tuple[int, ...] = (1, 2, 3),
                 max_bad_fraction: float = 0.1) -> tuple[list[Sample], list[np.ndarray], list[str]]:
     """Read every sample's image fitted to resolution x resolution (H x W x 3 uint8).
-    Unreadable ones are skipped and reported; more than max_bad_fraction of them is an error."""
+    Unreadable ones, and ones under MIN_IMAGE_SIDE pixels a side (a 1 x 1 or 1 x 1000 px
+    image stretched to the resolution teaches nothing), are skipped and reported; more than
+    max_bad_fraction of them is an error."""
     kept, arrays, bad = [], [], []
     for s in samples:
         try:
-            arrays.append(np.asarray(fit_square(read_image(s.image, bands), resolution)))
+            image = read_image(s.image, bands)
+            if min(image.size) < MIN_IMAGE_SIDE:
+                bad.append(f"{s.image.name} ({image.width} x {image.height} px; accepted: at least {MIN_IMAGE_SIDE} "
+                           "px a side)")
+                continue
+            arrays.append(np.asarray(fit_square(image, resolution)))
             kept.append(s)
         except InputError:
             raise
         except Exception as exc:  # PIL raises many types for corrupt files
             bad.append(f"{s.image.name} ({type(exc).__name__})")
     if samples and len(bad) / len(samples) > max_bad_fraction:
-        raise InputError("dataset", f"{len(bad)} of {len(samples)} images are unreadable (more than "
+        raise InputError("dataset", f"{len(bad)} of {len(samples)} images are unreadable or too small (more than "
                                     f"{max_bad_fraction:.0%}): {', '.join(bad[:5])}")
     return kept, arrays, bad

@@ -1,4 +1,8 @@
-"""The one error type the core raises for bad user input."""
+"""The one error type the core raises for bad user input, and the caller's names for inputs."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class InputError(ValueError):
@@ -10,3 +14,17 @@ class InputError(ValueError):
     def __init__(self, input_name: str, message: str):
         self.input_name, self.message = input_name, message
         super().__init__(f"{input_name}: {message}")
+
+
+@contextmanager
+def named_inputs(names: dict[str, str] | None) -> Iterator[None]:
+    """Errors raised inside about core input `k` name `names[k]` instead: the caller's own name
+    for it (a node's save_name for the core's out, say). Other errors pass unchanged."""
+    try:
+        yield
+    except InputError as exc:
+        if not names or exc.input_name not in names:
+            raise
+        renamed = type(exc).__new__(type(exc))
+        InputError.__init__(renamed, names[exc.input_name], exc.message)
+        raise renamed.with_traceback(exc.__traceback__) from exc.__cause__

@@ -29,6 +29,14 @@ class ExistingOutput(InputError):
     """The output exists (or was made by another run meanwhile) and may not be replaced."""
 
 
+class WriteFailed(InputError):
+    """A file could not be written (a full or read-only disk, a folder that cannot be made);
+    `reason` says why, as the system does."""
+    def __init__(self, input_name: str, message: str, reason: str):
+        super().__init__(input_name, message)
+        self.reason = reason
+
+
 def _not_regular(mode: int) -> str | None:
     """What a file system entry is, when it is not a regular file."""
     for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
@@ -95,8 +103,9 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False, input_name: st
         except Exception as exc:  # a full disk comes as safetensors' own error, or torch.save's RuntimeError
             full = _disk_full(path.parent)
             if full or isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
-                raise InputError(input_name, f"could not write {path}: {_reason(exc, full)}; any previous file there "
-                                             "is intact") from exc
+                reason = _reason(exc, full)
+                raise WriteFailed(input_name, f"could not write {path}: {reason}; any previous file there is intact",
+                                  reason) from exc
             raise
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -183,9 +192,11 @@ def _new_file(folder: Path, name: str, input_name: str = "out") -> Path:
     """A new empty temporary file (mode 0600) for `name` in `folder`, made if needed, after
     removing what killed runs left there; a folder that cannot take one is an error naming it."""
     try:
-        fd, tmp = _made_in(folder, lambda: tempfile.mkstemp(prefix=f".{name}.{os.getpid()}-", suffix=".tmp", dir=folder))
+        fd, tmp = _made_in(folder, lambda: tempfile.mkstemp(prefix=f".{name}.{os.getpid()}-", suffix=".tmp",
+                                                            dir=folder))
     except OSError as exc:
-        raise InputError(input_name, f"cannot write in {folder}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        raise WriteFailed(input_name, f"cannot write in {folder}: {reason}", reason) from None
     os.close(fd)
     return Path(tmp)
 
@@ -255,14 +266,10 @@ def file_set(folder: str | os.PathLike, earlier: list[Path], input_name: str = "
     try:
         try:
             yield staging
-        except Exception as exc:
-            if isinstance(exc, InputError) and exc.input_name != input_name:
-                raise  # about another input, not about writing
-            cause = exc.__cause__ if isinstance(exc, InputError) and exc.__cause__ is not None else exc
-            reason = ("No space left on device" if _disk_full(folder) else
-                      cause.message if isinstance(cause, InputError) else _reason(cause, False))
-            raise InputError(input_name, f"could not write the set in {folder}: {reason}; nothing of it was kept, "
-                                         f"any earlier set there is intact") from exc
+        except (WriteFailed, OSError) as exc:
+            reason = exc.reason if isinstance(exc, WriteFailed) else _reason(exc, _disk_full(folder))
+            raise WriteFailed(input_name, f"could not write the set in {folder}: {reason}; nothing of it was kept, any "
+                                          f"earlier set there is intact", reason) from exc
         new = sorted(p.name for p in staging.iterdir())
         moved = []
         try:
@@ -281,6 +288,19 @@ def file_set(folder: str | os.PathLike, earlier: list[Path], input_name: str = "
         shutil.rmtree(staging, ignore_errors=True)
         if not done:
             _remove_empty(made)
+
+
+def save_or_keep(out: Path, save: Callable[[Path, bool], T], overwrite: bool, input_name: str = "out") -> T:
+    """save(out, overwrite): trained weights. If that fails, save them exclusively under a new
+    name beside `out`, else in the system temp folder (keep_elsewhere), and raise naming the
+    output and where the weights are: hours of training are never lost to a full disk."""
+    try:
+        return save(out, overwrite)
+    except InputError as exc:
+        if exc.input_name != input_name:
+            raise
+        kept = keep_elsewhere(out, lambda path: save(path, False))
+        raise InputError(input_name, f"{exc.message}; {kept}") from exc
 
 
 def keep_elsewhere(out: Path, save: Callable[[Path], Any]) -> str:

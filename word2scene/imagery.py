@@ -13,6 +13,7 @@ from .errors import InputError
 from .files import atomic_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+MIN_IMAGE_SIDE = 8  # pixels: one latent pixel; a smaller image (1 x 1, 1 x 1000) carries no scene to learn
 
 
 def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict | None = None, overwrite: bool = False,

@@ -4,7 +4,6 @@ propose`, or one given on the command line), YAML aliases are refused, nothing o
 deleted or written through a link, names stay unique, and malformed entries are named, never a
 traceback. Built by hand (no classifier, no shared data): each test needs a few tiny images."""
 import json
-import os
 
 import pytest
 import yaml

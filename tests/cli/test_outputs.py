@@ -6,6 +6,7 @@ remounted read-only or filled to the last byte. Where mounting is not allowed (n
 user namespaces) the test is skipped with that reason.
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -129,3 +130,66 @@ def test_every_writer_names_its_output_on_a_read_only_or_full_disk(inputs, tmp_p
         assert stderr[-1].startswith(f"word2scene: error: {flag}: "), (name, stderr)
         assert REASON[kind] in stderr[-1], (name, stderr)
     assert not left, f"left on the {kind} disk: {left}"  # no temp files, locks or half-written outputs
+
+
+@pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")
+def test_a_final_save_on_a_full_disk_keeps_the_weights_in_the_temp_folder_and_says_where(inputs, tmp_path):
+    from word2scene.concepts.file import read_concept
+    from word2scene.models.sd15 import load_sd15
+
+    reason = _can_mount(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    mnt, temp = tmp_path / "mnt", tmp_path / "temp"
+    mnt.mkdir()
+    temp.mkdir()
+    commands = [["train", str(inputs / "data"), "--model", "tiny", "--steps", "1", "--resolution", "64", "--rank", "4",
+                 "--out", f"{mnt}/c.safetensors"],
+                ["pretrain", str(inputs / "data"), "--model", "tiny", "--vae-steps", "1", "--steps", "1", "--batch", "2",
+                 "--vae-batch", "2", "--resolution", "64", "--vae-crop", "32", "--save-every", "0",
+                 "--out", f"{mnt}/m.safetensors"]]
+    # 2 pages free: the run starts (its lock takes one), but its weights do not fit at the end
+    script = (f"mount -t tmpfs -o size=256k tmpfs {mnt} && dd if=/dev/zero of={mnt}/filler bs=4096 count=62 "
+              f'2>/dev/null && "$0" -c "$1" "$2" && ls -A {mnt}')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, HARNESS, json.dumps(commands)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(temp)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    results = json.loads(lines[0])
+    for result, name in zip(results, ("c", "m")):
+        last = result["stderr"].strip().splitlines()[-1]
+        assert result["rc"] == 2 and "Traceback" not in result["stderr"], result
+        assert last.startswith(f"word2scene: error: --out: could not write {mnt}/{name}.safetensors: No space left on "
+                               f"device; any previous file there is intact; the trained weights are kept in "
+                               f"{temp}/{name}.kept-1.safetensors"), last
+    assert read_concept(temp / "c.kept-1.safetensors").info.training.steps == 1
+    assert load_sd15(temp / "m.kept-1.safetensors").configs["unet"]["block_out_channels"] == [16, 32, 64, 64]
+    assert set(lines[1:]) == {"filler"}  # nothing left on the full disk
+
+
+def test_a_heatmap_set_that_does_not_fit_leaves_the_earlier_set_whole(tmp_path):
+    reason = _can_mount(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    first = [["heatmap", "airport runway", *TINY, "--width", "64", "--out", f"{mnt}/maps"]]
+    second = [["heatmap", "beach sand waves", *TINY, "--width", "64", "--out", f"{mnt}/maps", "--overwrite"]]
+    # the first set is written, then the disk is filled to 3 free pages: some of the second set fits, not all
+    script = (f'mount -t tmpfs -o size=1m tmpfs {mnt} && "$0" -c "$1" "$2" && ls -A {mnt}/maps && '
+              f"free=$(df -B4096 --output=avail {mnt} | tail -1) && "
+              f"dd if=/dev/zero of={mnt}/filler bs=4096 count=$((free - 3)) 2>/dev/null && "
+              f'"$0" -c "$1" "$3" && echo ---- && ls -A {mnt} {mnt}/maps')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, HARNESS, json.dumps(first),
+                           json.dumps(second)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert json.loads(lines[0])[0]["rc"] == 0
+    earlier = lines[1:lines.index(next(l for l in lines[1:] if l.startswith("[")))]
+    result = json.loads(next(l for l in lines[1:] if l.startswith("[")))[0]
+    last = result["stderr"].strip().splitlines()[-1]
+    assert result["rc"] == 2 and last.startswith(f"word2scene: error: --out: could not write the set in {mnt}/maps: No "
+                                                 "space left on device; nothing of it was kept"), result
+    after = lines[lines.index("----") + 1:]
+    assert "overlay_00_airport.png" in earlier and "overlay_00_beach.png" not in after
+    assert sorted(l for l in after if l and not l.endswith(":")) == sorted(["filler", "maps", *earlier])

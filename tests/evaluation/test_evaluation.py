@@ -409,3 +409,21 @@ def test_networks_and_reference_features_are_reused_until_files_change(classifie
     (ref_dir / next(ref_dir.iterdir()).name).unlink()  # the reference changed: read again
     third = evaluate_batch(images, image_set(tmp_path / "ref", "reference"), "beach", settings)
     assert reads == ["reference", "reference"] and third.results[0].reference == 3
+
+
+def test_a_split_the_reference_lacks_is_blamed_on_the_split_not_the_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from word2scene.cli import main
+    from word2scene.errors import InputError
+    from word2scene.evaluation.image_sets import image_set
+
+    (tmp_path / "ref" / "airport").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "ref" / "airport" / "a.png")
+    (tmp_path / "ref" / "captions.jsonl").write_text('{"file": "airport/a.png", "class": "airport", "split": "test"}\n')
+    with pytest.raises(InputError, match=r"^reference_split: 'heldout': .*captions.jsonl has no rows of that split; "
+                                         r"its splits: test \(or all\)"):
+        image_set(tmp_path / "ref", "reference_folder", "heldout", split_input="reference_split")
+    assert main(["evaluate", "--generated", str(tmp_path / "ref"), "--reference", str(tmp_path / "ref"),
+                 "--reference-split", "heldout"]) == 2
+    assert "error: --reference-split: 'heldout': " in capsys.readouterr().err

@@ -119,3 +119,45 @@ def test_a_damaged_mini_file_is_named_in_the_error(tmp_path, monkeypatch, damage
     if damage == "missing":
         assert not broken.exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_manifest_records_every_shipped_file_and_matches_it():
+    folder = MINI_CHECKPOINT.parent
+    recorded = sd15.shipped_sums()
+    assert sorted(recorded) == sorted(p.name for p in folder.glob("*.safetensors"))
+    for name, digest in recorded.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_a_byte_corrupted_shipped_file_of_the_right_length_is_refused_once_per_version(tmp_path, monkeypatch):
+    import os
+
+    import word2scene.cli.common as common
+
+    folder = tmp_path / "mini"
+    shutil.copytree(MINI_CHECKPOINT.parent, folder)
+    monkeypatch.setattr(sd15, "MINI_FOLDER", folder)
+    monkeypatch.setattr(sd15, "MINI_CHECKPOINT", folder / MINI_CHECKPOINT.name)
+    monkeypatch.setattr(common, "MINI_CONCEPT", folder / MINI_CONCEPT.name)
+    args = build_parser().parse_args(["generate", "airport"])
+    for path in (folder / MINI_CHECKPOINT.name, folder / MINI_CONCEPT.name):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one byte of a weight: the length and the header stay right
+        path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"^model: .*word2scene-mini.safetensors is damaged: its sha256 is .* SHA256SUMS"):
+        load_sd15(model="mini")
+    with pytest.raises(InputError, match=r"^--model: .*word2scene-mini-c.safetensors is damaged"):
+        load_concepts(args)
+    (folder / "linked.safetensors").symlink_to(folder / MINI_CHECKPOINT.name)  # reached through a link: the same
+    with pytest.raises(InputError, match="is damaged"):
+        load_sd15(checkpoint=folder / "linked.safetensors")
+    for path in (folder / MINI_CHECKPOINT.name, folder / MINI_CONCEPT.name):
+        shutil.copy(MINI_CHECKPOINT.parent / path.name, path)  # a new version of the file: checked again, and good
+    hashed = sd15._file_sha256.cache_info().misses
+    load_sd15(model="mini")
+    load_sd15(model="mini")
+    assert sd15._file_sha256.cache_info().misses == hashed + 1  # once per version of the file, not per load
+    os.unlink(folder / "linked.safetensors")
+    (folder / "SHA256SUMS").write_text((folder / "SHA256SUMS").read_text().replace(MINI_CONCEPT.name, "other"))
+    with pytest.raises(InputError, match=r"^--model: word2scene-mini-c.safetensors is not listed in .*SHA256SUMS"):
+        load_concepts(args)

@@ -130,3 +130,19 @@ def test_reading_with_a_dtype_converts_tensor_by_tensor(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[:-100])
     with pytest.raises(InputError, match="cut.safetensors is truncated: 8538 bytes of the 8638"):
         read_state_dict(tmp_path / "cut.safetensors", dtype=torch.bfloat16)
+
+
+def test_non_finite_weights_are_refused_by_the_input_that_named_the_file(tiny, tmp_path, capsys):
+    from word2scene.cli import main
+
+    good = save_single_file(tiny, tmp_path / "good.safetensors")
+    state, metadata = read_state_dict(good)
+    key = next(k for k in state if k.startswith("model.diffusion_model.") and k.endswith(".weight"))
+    state[key].view(-1)[0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path), metadata=metadata)
+    with pytest.raises(InputError, match=r"^checkpoint: .*nan.safetensors: the unet's tensor .* holds NaN or infinite"):
+        load_sd15(path)
+    assert main(["generate", "airport", "--checkpoint", str(path), "--steps", "1", "--width", "64",
+                 "--out", str(tmp_path / "a.png")]) == 2
+    assert "error: --checkpoint: " in capsys.readouterr().err and not (tmp_path / "a.png").exists()

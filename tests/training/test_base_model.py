@@ -1,6 +1,7 @@
 """Word2Scene-mini's pretraining (training/base_model.py) on a handful of real AID images."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,129 @@ def test_pretrain_names_a_device_this_machine_lacks(handful, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="^device: 'cuda' is not a device"):
             pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**QUICK), device="cuda")
+
+
+def test_a_bad_init_is_blamed_on_init(handful, tmp_path, tiny, capsys):
+    from safetensors.torch import save_file
+
+    from word2scene.models.sd15 import read_state_dict, save_single_file
+
+    quick = ["--model", "tiny", "--vae-steps", "0", "--steps", "1", "--batch", "2", "--resolution", "64", "--vae-crop",
+             "32", "--save-every", "0"]
+    state, metadata = read_state_dict(save_single_file(tiny, tmp_path / "good.safetensors"))
+    no_vae = {k: v for k, v in state.items() if not k.startswith("first_stage_model.")}
+    save_file(no_vae, str(tmp_path / "novae.safetensors"), metadata=metadata)
+    key = next(k for k in state if k.startswith("model.diffusion_model.") and k.endswith(".weight"))
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, str(tmp_path / "nan.safetensors"), metadata=metadata)
+    for init, message in (("nan.safetensors", "holds NaN or infinite values"), ("novae.safetensors", "the vae")):
+        assert main(["pretrain", str(handful), "--out", str(tmp_path / f"o-{init}"), *quick, "--init",
+                     str(tmp_path / init)]) == 2
+        err = capsys.readouterr().err
+        assert "error: --init: " in err and message in err and "Traceback" not in err, err
+
+
+def test_a_stop_request_writes_a_state_that_resumes_to_the_same_weights(handful, tmp_path):
+    from word2scene.training.states import TrainingInterrupted
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    quiet = {**QUICK, "save_every": 0}  # no periodic states: the stop's own state is all there is
+    try:
+        straight = pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**quiet))
+        for stop_after, where in ((2, "VAE step 2, UNet step 0"), (7, "VAE step 4, UNet step 2")):
+            asked = iter(range(1, 100))
+            with pytest.raises(TrainingInterrupted) as info:
+                pretrain(handful, tmp_path / f"b{stop_after}.safetensors", PretrainConfig(**quiet),
+                         should_stop=lambda: next(asked) >= stop_after)
+            assert info.value.where == where and info.value.state_path.is_file()
+            resumed = pretrain(handful, tmp_path / f"b{stop_after}.safetensors", PretrainConfig(**quiet),
+                               resume=info.value.state_path)
+            a, b = load_file(str(straight)), load_file(str(resumed))
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_ctrl_c_in_cli_pretraining_stops_with_a_resumable_state(handful, tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "m.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "word2scene", "pretrain", str(handful), "--out", str(out), "--model",
+                             "tiny", "--vae-steps", "100000", "--steps", "1", "--vae-batch", "2", "--resolution", "64",
+                             "--vae-crop", "32", "--save-every", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not re.search(r"\b[1-9]\d*/100000", "".join(seen)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    reader.join(timeout=10)
+    message = re.search(r"word2scene: stopped at VAE step (\d+), UNet step 0; resume with --resume (\S+)", "".join(seen))
+    assert message, "".join(seen)[-2000:]
+    state = Path(message.group(2))
+    assert state.is_file() and state.name == f"m.pretrain-{int(message.group(1)):06d}-000000.pt"
+    assert not out.exists() and not (tmp_path / "m.safetensors.lock").exists()
+
+
+def test_a_failed_final_save_keeps_the_checkpoint_and_says_where(handful, tmp_path, monkeypatch):
+    import word2scene.training.base_model as base_model
+
+    real = base_model.save_single_file
+
+    def full_disk(sd, path, **kwargs):
+        if Path(path).name == "m.safetensors":
+            raise InputError("out", f"could not write {path}: No space left on device")
+        return real(sd, path, **kwargs)
+
+    monkeypatch.setattr(base_model, "save_single_file", full_disk)
+    with pytest.raises(InputError, match=r"^out: could not write .*m\.safetensors: No space left on device; the trained "
+                                         r"weights are kept in .*m\.kept-1\.safetensors"):
+        pretrain(handful, tmp_path / "m.safetensors", PretrainConfig(**{**QUICK, "save_every": 0}))
+    assert load_sd15(tmp_path / "m.kept-1.safetensors").configs["unet"]["block_out_channels"] == [16, 32, 64, 64]
+
+
+def test_a_damaged_latent_cache_is_encoded_again(handful, tmp_path):
+    from safetensors.torch import save_file
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = PretrainConfig(**{**QUICK, "save_every": 0})
+    try:
+        first = load_file(str(pretrain(handful, tmp_path / "a.safetensors", cfg)))
+        [cache] = tmp_path.glob("a.latents-*.safetensors")
+        for damage in ("truncated", "other shape", "not finite"):
+            if damage == "truncated":
+                cache.write_bytes(cache.read_bytes()[:cache.stat().st_size // 2])
+            else:
+                bad = torch.full((6, 4, 4, 4), float("nan")) if damage == "not finite" else torch.ones(6, 4, 2, 2)
+                save_file({"mean": bad, "std": bad.abs()}, str(cache))
+            again = load_file(str(pretrain(handful, tmp_path / "a.safetensors", cfg, overwrite=True)))
+            assert all(torch.equal(first[k], again[k]) for k in first), damage
+            assert load_file(str(cache))["mean"].shape == (6, 4, 8, 8)  # rebuilt
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_state_of_a_run_from_another_init_is_refused_by_name(handful, tmp_path, tiny):
+    from word2scene.models.sd15 import build_random, save_single_file, tiny_configs
+
+    one = save_single_file(tiny, tmp_path / "one.safetensors")
+    two = save_single_file(build_random(tiny_configs(), seed=3, name="tiny"), tmp_path / "two.safetensors")
+    cfg = PretrainConfig(**QUICK)
+    pretrain(handful, tmp_path / "a.safetensors", cfg, init=one)
+    state = sorted(tmp_path.glob("a.pretrain-*.pt"))[0]
+    with pytest.raises(InputError, match=r"^resume: a.pretrain-.*\.pt was trained on the base model init one.safetensors "
+                                         r"\(sha256 [0-9a-f]{12}\), not on init two.safetensors"):
+        pretrain(handful, tmp_path / "b.safetensors", cfg, init=two, resume=state)
+    with pytest.raises(InputError, match=r"was trained on the base model init one.safetensors .*, not on random weights"):
+        pretrain(handful, tmp_path / "b.safetensors", cfg, resume=state)

@@ -239,7 +239,7 @@ def test_bad_inputs(tmp_path, one_class, kb):
 
 def test_corrupt_images_are_skipped_and_counted_or_refused(one_class, tmp_path, kb):
     (one_class / "airport" / "000.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match="1 of 8 images are unreadable \\(more than 10%\\)"):
+    with pytest.raises(InputError, match="1 of 8 images are unreadable or too small \\(more than 10%\\)"):
         train(build_tiny(), one_class, tmp_path / "o.safetensors", TrainConfig(steps=1, **FAST), kb=kb)
     lenient = TrainConfig(steps=1, max_bad_fraction=0.2, **FAST)
     result = train(build_tiny(), one_class, tmp_path / "o.safetensors", lenient, kb=kb)
@@ -426,22 +426,33 @@ def test_save_every_epoch_writes_a_concept_per_epoch(one_class, tmp_path, kb):
     assert not all(torch.equal(epochs[0].lora[n].up, final.lora[n].up) for n in final.lora)
 
 
-def test_a_failed_final_save_keeps_the_trained_weights(one_class, tmp_path, kb, monkeypatch):
+def test_a_failed_final_save_keeps_the_concept_beside_or_in_the_temp_folder(one_class, tmp_path, kb, monkeypatch):
     import word2scene.training.lora as lora
 
     real_save = lora.save_concept
+    refused = []
 
-    def full_disk(concept, path, overwrite=False):
-        raise InputError("out", f"could not write {path}: No space left on device")
+    def full_disk(concept, path, overwrite=False):  # the output cannot be written; anywhere else can
+        if Path(path).name == "k.safetensors" or Path(path).parent in refused:
+            raise InputError("out", f"could not write {path}: No space left on device")
+        return real_save(concept, path, overwrite=overwrite)
 
     monkeypatch.setattr(lora, "save_concept", full_disk)
     cfg = TrainConfig(steps=3, save_every=0, **FAST)
-    with pytest.raises(InputError, match=r"^out: could not write .*; the trained weights are kept in .*k\.state-000003\.pt"):
+    with pytest.raises(InputError, match=r"^out: could not write .*k\.safetensors: No space left on device; the "
+                                         r"trained weights are kept in .*k\.kept-1\.safetensors"):
         train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb)
+    kept = read_concept(tmp_path / "k.kept-1.safetensors")
+    assert kept.info.training.steps == 3 and not list(tmp_path.glob("k.state-*.pt"))  # the concept, not a 3x state
     assert not (tmp_path / "k.safetensors.lock").exists()  # the lock goes with the run
-    monkeypatch.setattr(lora, "save_concept", real_save)
-    again = train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb, resume=tmp_path / "k.state-000003.pt")
-    assert again.path.is_file() and again.summary["steps"] == 3
+    refused.append(tmp_path)  # beside the output fails too: the system temp folder takes it
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    with pytest.raises(InputError, match=r"^save_name: could not write .*; the trained weights are kept in .*"
+                                         r"temp/k\.kept-1\.safetensors"):
+        train(build_tiny(), one_class, tmp_path / "k.safetensors", cfg, kb=kb, input_names={"out": "save_name"})
+    assert read_concept(temp / "k.kept-1.safetensors").info.training.steps == 3
 
 
 def test_ctrl_c_in_cli_training_stops_with_a_resumable_state(one_class, tmp_path):
@@ -470,3 +481,53 @@ def test_ctrl_c_in_cli_training_stops_with_a_resumable_state(one_class, tmp_path
     state = Path(message.group(2))
     assert state.is_file() and state.name == f"c.state-{int(message.group(1)):06d}.pt"
     assert not out.exists() and not (tmp_path / "c.safetensors.lock").exists()
+
+
+def test_save_every_epoch_into_a_folder_of_an_earlier_run_is_refused_or_replaces_the_whole_set(one_class, tmp_path, kb):
+    cfg = TrainConfig(epochs=3, save_every_epoch=True, **FAST, batch_size=4)
+    train(build_tiny(), one_class, tmp_path / "e.safetensors", cfg, kb=kb)
+    earlier = sorted(p.name for p in tmp_path.glob("e-epoch*.safetensors"))
+    assert earlier == ["e-epoch01.safetensors", "e-epoch02.safetensors", "e-epoch03.safetensors"]
+    two = TrainConfig(epochs=2, save_every_epoch=True, **FAST, batch_size=4, seed=1)
+    (tmp_path / "e.safetensors").unlink()  # only the epoch files stand in the way
+    with pytest.raises(InputError, match=r"^out: .* holds epoch files of an earlier run \(e-epoch01.safetensors, "
+                                         r"e-epoch02.safetensors, e-epoch03.safetensors\); pass overwrite"):
+        train(build_tiny(), one_class, tmp_path / "e.safetensors", two, kb=kb)
+    assert sorted(p.name for p in tmp_path.glob("e-epoch*.safetensors")) == earlier  # untouched
+    train(build_tiny(), one_class, tmp_path / "e.safetensors", two, kb=kb, overwrite=True)
+    files = sorted(tmp_path.glob("e-epoch*.safetensors"))
+    assert [f.name for f in files] == ["e-epoch01.safetensors", "e-epoch02.safetensors"]  # no epoch 3 of the other run
+    assert {read_concept(f).info.training_config["seed"] for f in files} == {1}
+
+
+def test_a_state_from_another_base_model_is_refused_by_name(one_class, tmp_path, kb):
+    from word2scene.models.sd15 import build_random, load_sd15, save_single_file, tiny_configs
+
+    a = save_single_file(build_tiny(), tmp_path / "a.safetensors")
+    b = save_single_file(build_random(tiny_configs(), seed=5, name="tiny"), tmp_path / "b.safetensors")  # same shapes
+    cfg = TrainConfig(steps=4, save_every=2, **FAST)
+    from word2scene.training.lora import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        train(load_sd15(a), one_class, tmp_path / "s.safetensors", cfg, kb=kb, should_stop=lambda: True)
+    state = tmp_path / "s.state-000001.pt"
+    assert state.is_file()
+    with pytest.raises(InputError, match=r"^resume: s.state-000001.pt was trained on the base model a.safetensors "
+                                         r"\(sha256 [0-9a-f]{12}\), not on b.safetensors \(sha256 [0-9a-f]{12}\)"):
+        train(load_sd15(b), one_class, tmp_path / "s.safetensors", cfg, kb=kb, resume=state)
+    with pytest.raises(InputError, match=r"^resume: .* trained on the base model a.safetensors .*, not on tiny:0"):
+        train(build_tiny(), one_class, tmp_path / "s.safetensors", cfg, kb=kb, resume=state)
+    shutil.copy(a, tmp_path / "renamed.safetensors")  # the same model under another name: resumes
+    done = train(load_sd15(tmp_path / "renamed.safetensors"), one_class, tmp_path / "s.safetensors", cfg, kb=kb,
+                 resume=state)
+    assert done.summary["steps"] == 4
+
+
+def test_tiny_images_are_skipped_and_named(one_class, tmp_path, kb):
+    Image.new("RGB", (1, 1)).save(one_class / "airport" / "000.jpg")
+    Image.new("RGB", (1, 1000)).save(one_class / "airport" / "001.jpg")
+    result = train(build_tiny(), one_class, tmp_path / "t.safetensors",
+                   TrainConfig(steps=1, max_bad_fraction=0.3, **FAST), kb=kb)
+    assert result.summary["images"] == 6
+    assert result.summary["skipped_images"] == ["000.jpg (1 x 1 px; accepted: at least 8 px a side)",
+                                                "001.jpg (1 x 1000 px; accepted: at least 8 px a side)"]

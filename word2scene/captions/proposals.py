@@ -246,7 +246,8 @@ def propose(dataset: str | Path, settings: ProposalSettings, kb=None,
     samples = dataset_samples(root, settings.split, kb)
     classifier = scene_classifier(settings.classifier)
     source_root = Path(settings.captioned) if settings.captioned else root
-    captioned = [c for c in (dataset_samples(source_root, None, kb, "captioned") if settings.captioned else samples) if c.captions]
+    learned_from = dataset_samples(source_root, None, kb, "captioned") if settings.captioned else samples
+    captioned = [c for c in learned_from if c.captions]
     if not captioned:
         raise InputError("captioned", f"{source_root} has no captioned images to learn tags and sentences from; "
                                       "give a captioned dataset (e.g. shared/data/aid) with --from")

@@ -218,11 +218,12 @@ def read_review(path: str | Path, include_pending: bool = False,
             _fail(f"{where}.add", "expected a list of {kind: tag|sentence|scene, text: ...}")
         for k, extra in enumerate(added):
             kind = extra.get("kind") if isinstance(extra, dict) else None
-            if not isinstance(kind, str) or kind not in ADD_KINDS or not isinstance(extra.get("text"), (str, int, float)) \
-                    or not str(extra["text"]).strip():
+            text = extra.get("text") if isinstance(extra, dict) else None
+            if not isinstance(kind, str) or kind not in ADD_KINDS or not isinstance(text, (str, int, float)) \
+                    or not str(text).strip():
                 _fail(f"{where}.add[{k}]", f"expected {{kind: {'|'.join(ADD_KINDS)}, text: ...}}; found {extra!r}")
             level = ADD_KINDS[kind]
-            text = " ".join(str(extra["text"]).split())
+            text = " ".join(str(text).split())
             decided[level] = [text] if level == "scene" else decided[level] + [text]  # an added scene wins
             summary.decisions[level]["added"] += 1
         captions = list(dict.fromkeys(decided["sentences"]))

@@ -14,7 +14,7 @@ from ..models.sd15 import load_sd15, native_resolution
 from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths
 from ..errors import InputError
-from ..files import check_writable, write_text_atomic
+from ..files import check_output, check_writable, write_text_atomic
 from .common import add_model_args, count, name_inputs, knowledge, split_arg, whole_number
 
 
@@ -107,7 +107,7 @@ def _evaluation_settings(args):
 
 def cmd_evaluate(args) -> int:
     generated = image_set(args.generated, "--generated")
-    reference = image_set(args.reference, "--reference", split_arg(args.reference_split))
+    reference = image_set(args.reference, "--reference", split_arg(args.reference_split), "--reference-split")
     if args.out:
         check_writable(Path(args.out).parent, "--out")
     report = evaluate(generated, reference, _evaluation_settings(args))
@@ -133,7 +133,8 @@ def cmd_protocol(args) -> int:
         sampling=SamplingSettings(steps=args.steps, cfg=args.cfg, width=args.size or native_resolution(args.checkpoint, args.model),
                                   height=args.size or native_resolution(args.checkpoint, args.model)).check())
     concepts = resolve_concepts(kb, settings.concepts)
-    reference = image_set(args.reference, "--reference", split_arg(args.reference_split)) if args.reference else None
+    reference = image_set(args.reference, "--reference", split_arg(args.reference_split), "--reference-split") \
+        if args.reference else None
     evaluation = _evaluation_settings(args) if reference else None
     if reference is not None:  # before generating anything: the reference covers the concepts, the weights load
         missing = sorted(set(concepts) - set(labels(reference)))
@@ -176,16 +177,14 @@ def cmd_protocol(args) -> int:
 
 def cmd_classifier(args) -> int:
     if args.action == "test":
-        items = image_set(args.data, "data", split_arg(args.split or held_out_split(args.data)))
+        items = image_set(args.data, "data", split_arg(args.split or held_out_split(args.data)), "--split")
         result = accuracy(load_extractor(args.classifier, "--classifier"), items)
         print(f"overall accuracy {result.overall:.1%} on {result.images} images ({result.network})")
         for cls, value in result.per_class.items():
             print(f"  {cls}: {value:.0%}")
         return 0
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
-    items = image_set(args.data, "data", split_arg(args.split))
+    out = check_output(args.out, args.overwrite, "--out", "--overwrite")
+    items = image_set(args.data, "data", split_arg(args.split), "--split")
     check_writable(out.parent, "--out")
     config = ClassifierConfig(arch=args.arch, width=args.width, input_size=args.size, epochs=args.epochs,
                               batch_size=args.batch, learning_rate=args.lr, seed=args.seed, init=args.init)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from ..models.sd15 import load_sd15
 from ..training.base_model import pretrain, PretrainConfig
 from ..training.lora import loss_curve, train, TrainConfig, TrainingError, TrainingInterrupted
-from ..errors import InputError
+from ..files import check_output
 from ..imagery import save_png
 from ..settings import add_arguments, flags, from_arguments
 from .common import TrainBar, add_model_args, knowledge
@@ -46,11 +47,26 @@ def add_commands(sub) -> None:
     pt.set_defaults(handler=cmd_pretrain)
 
 
+@contextmanager
+def stop_on_ctrl_c() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C asks training to stop after its current step and write a resumable state: yields
+    the should_stop the trainers ask after every step."""
+    stop = []
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    try:
+        yield lambda: bool(stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stopped(exc: TrainingInterrupted) -> int:
+    print(f"word2scene: stopped at {exc.where}; resume with --resume {exc.state_path}", file=sys.stderr)
+    return 130
+
+
 def cmd_train(args) -> int:
     cfg = from_arguments(TrainConfig, args).check(flags(TrainConfig))
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    out = check_output(args.out, args.overwrite, "--out", "--overwrite")
     import torch
 
     if args.deterministic:
@@ -67,46 +83,40 @@ def cmd_train(args) -> int:
         for n, image in enumerate(images):
             save_png(image, previews / f"step_{step:06d}_{n}.png", overwrite=True)
 
-    stop = []  # Ctrl-C asks training to stop after its current step and write a state
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     try:
-        result = train(sd, args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
-                       device=args.device, on_progress=bar.update, on_preview=on_preview,
-                       release_unused=True, should_stop=lambda: bool(stop))
+        with stop_on_ctrl_c() as should_stop:
+            result = train(sd, args.dataset, out, cfg, kb=knowledge(), resume=args.resume, overwrite=args.overwrite,
+                           device=args.device, on_progress=bar.update, on_preview=on_preview,
+                           release_unused=True, should_stop=should_stop)
     except TrainingInterrupted as exc:
         bar.close()
-        print(f"word2scene: stopped at step {exc.step}; resume with --resume {exc.state_path}", file=sys.stderr)
-        return 130
+        return stopped(exc)
     except TrainingError as exc:
         print(f"word2scene: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, previous)
         bar.close()
     if not result.main_process:  # one process of several: the main one writes and reports
         return 0
     save_png(loss_curve(result.losses), out.with_name(out.stem + ".loss.png"), overwrite=True)
     skipped = result.summary["skipped_images"]
     print(f"wrote {out}: {result.summary['steps']} steps on {result.summary['images']} images, final loss "
-          f"{result.summary['final_loss']:.4f}" + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
+          f"{result.summary['final_loss']:.4f}" + (f"; skipped {len(skipped)} images: {', '.join(skipped)}" if skipped else ""))
     return 0
 
 
 def cmd_pretrain(args) -> int:
     cfg = from_arguments(PretrainConfig, args).check(flags(PretrainConfig))
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError("--out", f"{out} exists; pass --overwrite to replace it")
+    out = check_output(args.out, args.overwrite, "--out", "--overwrite")
     bar = TrainBar()
     try:
-        pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init,
-                 init_vae=args.init_vae, device=args.device, overwrite=args.overwrite,
-                 on_progress=bar.update)
-    except KeyboardInterrupt:
+        with stop_on_ctrl_c() as should_stop:
+            pretrain(args.dataset, out, cfg, kb=knowledge(), resume=args.resume, init=args.init,
+                     init_vae=args.init_vae, device=args.device, overwrite=args.overwrite,
+                     on_progress=bar.update, should_stop=should_stop)
+    except TrainingInterrupted as exc:
         bar.close()
-        print(f"word2scene: stopped; resume with --resume on the newest {out.stem}.pretrain-*.pt beside {out}",
-              file=sys.stderr)
-        return 130
+        return stopped(exc)
     finally:
         bar.close()
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")

@@ -24,8 +24,10 @@ def class_key(name: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
-def image_set(root: str | Path, input_name: str, split: str | None = None) -> list[LabelledImage]:
-    """Every image under `root` with its class; `split` keeps only those captions.jsonl rows."""
+def image_set(root: str | Path, input_name: str, split: str | None = None,
+              split_input: str = "split") -> list[LabelledImage]:
+    """Every image under `root` with its class; `split` keeps only those captions.jsonl rows.
+    Errors name `input_name` for the folder and `split_input` for a split it does not have."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(input_name, f"{root} is not a folder")
@@ -35,10 +37,7 @@ def image_set(root: str | Path, input_name: str, split: str | None = None) -> li
         if not flat:
             raise InputError(input_name, f"{root} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return [LabelledImage(p, "") for p in flat]
-    try:
-        samples = scan_dataset(root, split=split)
-    except InputError as exc:
-        raise InputError(input_name, exc.message) from None
+    samples = scan_dataset(root, split=split, input_name=input_name, split_input=split_input)
     return [LabelledImage(s.image, class_key(s.concept)) for s in samples]
 
 

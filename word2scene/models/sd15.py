@@ -154,8 +154,10 @@ def _tokenizer(folder: str):
     return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None = None) -> SD15:
-    """Instantiate the three networks from configs, then load `states` if given."""
+def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None = None,
+           input_name: str = "checkpoint") -> SD15:
+    """Instantiate the three networks from configs, then load `states` if given (errors name
+    `input_name`)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -172,7 +174,7 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     if states is not None:
         states = {**states, "text_encoder": _model_text_state(text, states["text_encoder"])}
         for name, model in models.items():
-            _load_strict(model, states.pop(name), name, source, dtype)
+            _load_strict(model, states.pop(name), name, source, dtype, input_name)
     for model in models.values():
         if dtype != torch.float32:
             model.to(dtype)
@@ -180,19 +182,24 @@ def _build(configs: dict, source: str, dtype=torch.float32, states: dict | None 
     return SD15(unet, vae, text, load_tokenizer(), configs, source, dtype)
 
 
-def _load_strict(model, state: dict, component: str, source: str, dtype=torch.float32) -> None:
+def _load_strict(model, state: dict, component: str, source: str, dtype=torch.float32,
+                 input_name: str = "checkpoint") -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("position_ids")]
     wrong = [f"{k} {tuple(state[k].shape)} (SD1.5 expects {tuple(own[k].shape)})"
              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or wrong:
         detail = "; ".join((wrong[:3] + [f"missing {k}" for k in missing[:3]]))
-        raise InputError("checkpoint", f"{source}: the {component} does not match SD1.5 ({len(missing)} missing, "
-                                       f"{len(wrong)} with other shapes): {detail}")
+        raise InputError(input_name, f"{source}: the {component} does not match SD1.5 ({len(missing)} missing, "
+                                     f"{len(wrong)} with other shapes): {detail}")
     # convert tensor by tensor and let go of each file tensor at once: one copy of the weights in memory
     weights = {}
     for k in [k for k in own if k in state]:
         t = state.pop(k)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InputError(input_name, f"{source}: the {component}'s tensor {k} holds NaN or infinite values (a "
+                                         "damaged or badly converted checkpoint: its images would be black); use "
+                                         "another copy of it")
         weights[k] = t.to(dtype) if t.is_floating_point() else t
     model.load_state_dict(weights, strict=False, assign=True)
 
@@ -308,6 +315,7 @@ def read_state_dict(path: str | os.PathLike, input_name: str = "checkpoint", dty
     if suffix == ".safetensors":
         from safetensors import safe_open
         _check_complete(path, input_name)
+        check_shipped(path, input_name)
         try:
             header = _safetensors_header(path)
             if dtype is not None and any(_SAFETENSORS_DTYPES.get(v.get("dtype")) not in (dtype, None)
@@ -372,7 +380,7 @@ def load_single_file(path: str | os.PathLike, dtype=torch.float32, input_name: s
         configs.update(json.loads(metadata[CONFIG_METADATA_KEY]))
     unet, vae, text = from_single_file(state, configs["unet"], configs["vae"])
     del state  # the converted dicts now hold the only references to the file's tensors
-    sd = _build(configs, str(path), dtype, {"unet": unet, "vae": vae, "text_encoder": text})
+    sd = _build(configs, str(path), dtype, {"unet": unet, "vae": vae, "text_encoder": text}, input_name)
     sd.file = Path(path)
     return sd
 
@@ -417,8 +425,41 @@ MINI_FOLDER = ASSETS.parent / "mini"
 MINI_CHECKPOINT = MINI_FOLDER / "word2scene-mini.safetensors"
 MINI_CONCEPT = MINI_FOLDER / "word2scene-mini-c.safetensors"
 MINI_CONCEPT_11 = MINI_FOLDER / "word2scene-mini-concept.safetensors"
+SHIPPED_SUMS = "SHA256SUMS"  # in MINI_FOLDER: `sha256  file name` per shipped file (sha256sum's format)
 BUILT_IN_MODELS = ("mini", "tiny")
 NATIVE_RESOLUTION = {"mini": 128, "tiny": 64, "checkpoint": 512}  # pixels each model was made for
+
+
+def shipped_sums(folder: Path | None = None) -> dict[str, str]:
+    """{file name: sha256} as the shipped folder's SHA256SUMS records them."""
+    manifest = (folder or MINI_FOLDER) / SHIPPED_SUMS
+    sums = {}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            digest, _, name = line.strip().partition(" ")
+            sums[name.strip().lstrip("*")] = digest.lower()
+    return sums
+
+
+def check_shipped(path: str | os.PathLike, input_name: str) -> None:
+    """A file in the shipped mini folder (reached directly or through a link) must have the
+    sha256 its SHA256SUMS records: a copy damaged byte for byte at the right length would
+    still load and draw. The hash is computed once per version of the file (file_sha256)."""
+    real = Path(os.path.realpath(path))
+    if real.parent != MINI_FOLDER.resolve():
+        return
+    try:
+        recorded = shipped_sums(real.parent).get(real.name)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(input_name, f"{real.parent / SHIPPED_SUMS} cannot be read ({exc}); the shipped files cannot "
+                                     "be checked: reinstall the pack") from None
+    if recorded is None:
+        raise InputError(input_name, f"{real.name} is not listed in {real.parent / SHIPPED_SUMS}; a shipped file "
+                                     "must be recorded there (sha256sum's format)")
+    actual = file_sha256(real)
+    if actual != recorded:
+        raise InputError(input_name, f"{real} is damaged: its sha256 is {actual[:16]}..., not the {recorded[:16]}... "
+                                     f"{SHIPPED_SUMS} records; reinstall the pack (or fetch the file again)")
 
 
 def native_resolution(checkpoint=None, model: str = "tiny") -> int:

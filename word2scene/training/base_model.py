@@ -36,13 +36,13 @@ from PIL import Image, ImageFilter
 from ..datasets import dataset_hash, load_images, scan_dataset
 from ..imagery import dihedral
 from ..errors import InputError
-from ..files import atomic_path, check_writable, output_lock
+from ..files import atomic_path, check_output, check_writable, output_lock, save_or_keep
 from ..models.sd15 import SD15, build_random, file_sha256, load_single_file, mini_configs, save_single_file, tiny_configs
 from ..prompts.tokens import chunk_tokens
 from ..settings import SPLIT, check_ranges, option
 from .draws import seeded_generator
 from .lora import epsilon_loss, pixels_to_tensor
-from .states import check_resumable, check_within, prune_states, read_state
+from .states import check_base, check_resumable, check_within, prune_states, read_state, TrainingInterrupted
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
 # "geographic scene"): the base must not know them, as SD1.5 did not.
@@ -165,8 +165,8 @@ def autocast(precision: str, device: torch.device):
 
 class _Run:
     """The state a pretraining run carries from step to step, and its checkpoints."""
-    def __init__(self, sd: SD15, cfg: PretrainConfig, out: Path, data_hash: str):
-        self.sd, self.cfg, self.out, self.data_hash = sd, cfg, out, data_hash
+    def __init__(self, sd: SD15, cfg: PretrainConfig, out: Path, data_hash: str, base: dict):
+        self.sd, self.cfg, self.out, self.data_hash, self.base = sd, cfg, out, data_hash, base
         self.vae_opt = torch.optim.AdamW(sd.vae.parameters(), lr=cfg.vae_learning_rate, weight_decay=0.0)
         self.unet_opt = torch.optim.AdamW(sd.unet.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
         self.text_opt = torch.optim.AdamW(sd.text_encoder.parameters(), lr=cfg.text_learning_rate,
@@ -183,7 +183,8 @@ class _Run:
 
     def save_state(self) -> Path:
         state = {"format": STATE_FORMAT, "version": 1, "config": self.cfg.identity(),
-                 "dataset_hash": self.data_hash, "vae_step": self.vae_step, "unet_step": self.unet_step,
+                 "dataset_hash": self.data_hash, "base_model": self.base,
+                 "vae_step": self.vae_step, "unet_step": self.unet_step,
                  "losses": self.losses, "latent_scale": self.latent_scale,
                  "vae": self.sd.vae.state_dict(), "unet": self.sd.unet.state_dict(),
                  "text_encoder": self.sd.text_encoder.state_dict(),
@@ -201,6 +202,7 @@ class _Run:
     def load_state(self, path: Path) -> None:
         state = read_state(path, STATE_FORMAT)
         check_resumable(state, path, self.cfg.identity(), self.data_hash, defaults=PretrainConfig().identity())
+        check_base(state, path, self.base)
         self.sd.vae.load_state_dict(state["vae"])
         self.sd.unet.load_state_dict(state["unet"])
         if self.ema is not None:
@@ -294,12 +296,21 @@ def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolutio
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     path = out.with_name(f"{out.stem}.latents-{digest.hexdigest()[:16]}.safetensors")
-    if path.is_file():
+    shape = (len(images), vae.config.latent_channels, resolution // 8, resolution // 8)
+    try:  # a cache is checked, never trusted: one cut short or of another shape is encoded again
         cached = load_file(str(path))
-        return cached["mean"], cached["std"]
+        mean, std = cached["mean"], cached["std"]
+        if all(t.shape == shape and t.dtype == torch.float32 and bool(torch.isfinite(t).all()) for t in (mean, std)) \
+                and bool((std >= 0).all()):
+            return mean, std
+    except Exception:  # missing, truncated, not safetensors, other keys: safetensors raises several types
+        pass
     mean, std = encode_latents(vae, images)
-    with atomic_path(path, overwrite=True) as tmp:
-        save_file({"mean": mean.contiguous(), "std": std.contiguous()}, str(tmp))
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            save_file({"mean": mean.contiguous(), "std": std.contiguous()}, str(tmp))
+    except InputError:  # only a cache: a run goes on without it (a full disk is for the model file)
+        pass
     return mean, std
 
 
@@ -356,23 +367,28 @@ def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
 def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=None, resume: str | Path | None = None,
              init: str | Path | None = None, init_vae: str | Path | None = None, overwrite: bool = False,
              device: str = "cpu",
-             on_progress: Callable[[PretrainProgress], None] | None = None) -> Path:
+             on_progress: Callable[[PretrainProgress], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Path:
     """Train the mini base model on `dataset` (every class, shifted look) and write it to
     `out` as one fp16 single-file checkpoint. States every cfg.save_every steps beside
     `out` (<stem>.pretrain-<vae step>-<unet step>.pt); `resume` continues one. `init` starts
     from that checkpoint's weights (and its VAE's latent scale) instead of random ones;
     `init_vae` takes the VAE and its latent scale from another checkpoint (a new VAE under an
     earlier UNet and text encoder: the UNet then learns the new latents from a warm start). The
-    output folder is checked first, and one run at a time writes an output (a lock beside it)."""
+    output folder is checked first, and one run at a time writes an output (a lock beside it).
+    States record the starting checkpoints' sha256; a resume from other ones is refused.
+    `should_stop` is asked after every step: when it says so, a state is written and
+    TrainingInterrupted raised. If the final save fails, the checkpoint is kept beside `out` or
+    in the system temp folder and the error says where."""
     cfg.check()
     out = Path(out)
     if out.suffix.lower() != ".safetensors":
         raise InputError("out", f"{out.name}: checkpoints end in .safetensors")
-    if out.exists() and not overwrite:
-        raise InputError("out", f"{out} exists; pass overwrite to replace it")
+    check_output(out, overwrite)
     check_writable(out.parent)
     with output_lock(out):
-        return _pretrain(dataset, out, cfg, kb, resume, init, init_vae, overwrite, on_progress, training_device(device))
+        return _pretrain(dataset, out, cfg, kb, resume, init, init_vae, overwrite, on_progress, training_device(device),
+                         should_stop)
 
 
 def training_device(name: str) -> torch.device:
@@ -407,8 +423,22 @@ def _starting_model(cfg: PretrainConfig, init, init_vae) -> tuple[SD15, float | 
     return sd, scale
 
 
+def _started(path) -> dict | None:
+    """{'file', 'sha256'} of a starting checkpoint (None: none given)."""
+    return None if path is None else {"file": Path(path).name, "sha256": file_sha256(path)}
+
+
+def _base(init, init_vae) -> dict:
+    """What a run starts from, as states record it ({'name', 'sha256'}; states.check_base)."""
+    parts = [(what, _started(p)) for what, p in (("init", init), ("init_vae", init_vae)) if p is not None]
+    if not parts:
+        return {"name": "random weights", "sha256": ""}
+    return {"name": " + ".join(f"{what} {s['file']}" for what, s in parts),
+            "sha256": hashlib.sha256(" ".join(f"{what}:{s['sha256']}" for what, s in parts).encode()).hexdigest()}
+
+
 def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_vae, overwrite, on_progress,
-              device: torch.device) -> Path:
+              device: torch.device, should_stop=None) -> Path:
     from diffusers import DDPMScheduler
 
     samples = scan_dataset(dataset, None, cfg.split, kb)
@@ -419,7 +449,7 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
     for model in (sd.vae, sd.unet, sd.text_encoder):
         model.requires_grad_(True).train()
     sd.to(device)  # random draws stay on the CPU's generator: the same run on any device
-    run = _Run(sd, cfg, out, data_hash)
+    run = _Run(sd, cfg, out, data_hash, _base(init, init_vae))
     run.latent_scale = start_scale
     if resume:
         run.load_state(Path(resume))
@@ -437,6 +467,12 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
     def checkpoint_due(step):
         return cfg.save_every and step % cfg.save_every == 0
 
+    def stop_if_asked():  # only while work remains: a finished run saves its model
+        remaining = run.vae_step < cfg.vae_steps or run.unet_step < cfg.unet_steps
+        if remaining and should_stop is not None and should_stop():
+            where = f"VAE step {run.vae_step}, UNet step {run.unet_step}"
+            raise TrainingInterrupted(run.vae_step + run.unet_step, run.save_state(), where)
+
     with torch.enable_grad():
         while run.vae_step < cfg.vae_steps:
             loss = vae_step(run, pixels, run.vae_step)
@@ -445,6 +481,7 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
             report("vae", run.vae_step, cfg.vae_steps, loss, start[0])
             if checkpoint_due(run.vae_step):
                 run.save_state()
+            stop_if_asked()
     sd.vae.eval().requires_grad_(False)
     shifted = np.stack([np.asarray(old_photo(Image.fromarray(p))) for p in pixels])
     del pixels
@@ -452,6 +489,7 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
     if run.latent_scale is None:  # unit-variance latents, as SD1.5's 0.18215 gives on its own VAE
         run.latent_scale = float(1.0 / mean.std())
     sd.configs["vae"]["scaling_factor"] = run.latent_scale
+    stop_if_asked()  # asked while the latents were encoded
     concepts = [s.concept for s in samples]
     tokens = caption_tokens(sd, {""} | {look_caption(c, t) for c in set(concepts) for t in range(len(LOOK_TEMPLATES))})
     if cfg.text_learning_rate == 0:
@@ -466,18 +504,19 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
             report("unet", run.unet_step, cfg.unet_steps, loss, start[1])
             if checkpoint_due(run.unet_step) and run.unet_step < cfg.unet_steps:
                 run.save_state()
+            stop_if_asked()
     if run.ema is not None:
         sd.unet.load_state_dict(run.ema.state_dict())
         sd.text_encoder.load_state_dict(run.ema_text.state_dict())
     for model in (sd.unet, sd.text_encoder):
         model.eval().requires_grad_(False)
-    started = lambda path: None if path is None else {"file": Path(path).name, "sha256": file_sha256(path)}
-    facts = {**asdict(cfg), "init": started(init), "init_vae": started(init_vae),
+    facts = {**asdict(cfg), "init": _started(init), "init_vae": _started(init_vae),
              "dataset_hash": data_hash, "images": len(samples), "skipped_images": len(skipped),
                                          "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST,
                                                   "blur_radius": LOOK_BLUR_RADIUS},
                                          "final_loss": {k: float(np.mean(v[-100:])) if v else None
                                                         for k, v in run.losses.items()}}
     sd.to("cpu")
-    return save_single_file(sd, out, dtype=torch.float16, overwrite=overwrite,
-                            metadata={PRETRAIN_METADATA_KEY: json.dumps(facts)})
+    metadata = {PRETRAIN_METADATA_KEY: json.dumps(facts)}
+    return save_or_keep(out, lambda path, replace: save_single_file(sd, path, dtype=torch.float16, overwrite=replace,
+                                                                    metadata=metadata), overwrite)

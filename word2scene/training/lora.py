@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +23,11 @@ from ..scenes.pipeline import make_scene
 from ..scenes.sampling import encode_prompt, join_contexts, SamplingSettings
 from ..concepts import keys as lora_keys
 from ..datasets import dataset_hash, load_images, Sample, scan_dataset, training_captions
-from ..errors import InputError
-from .states import check_resumable, check_within, prune_states, read_state
+from ..errors import InputError, named_inputs
+from .states import check_base, check_resumable, check_within, prune_states, read_state, TrainingInterrupted
 from .draws import caption_choice, epoch_order, seeded_generator, StepDraws, step_draws
 from ..settings import INTEGERS, REPEATED, SPLIT, WORDS, check_ranges, option
-from ..files import atomic_path, check_writable, output_lock, safe_relative_name
+from ..files import atomic_path, check_output, check_writable, output_lock, safe_relative_name, save_or_keep
 from ..imagery import dihedral, save_png
 
 UNET_TARGETS = {"attention": ["to_q", "to_k", "to_v", "to_out.0"],
@@ -39,13 +40,6 @@ STATE_FORMAT = "word2scene-train-state"
 class TrainingError(RuntimeError):
     """Training stopped (non-finite loss): the message names the step; the last good
     checkpoint is kept."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """Stopped on request; `state_path` is a resumable checkpoint."""
-    def __init__(self, step: int, state_path: Path | None):
-        self.step, self.state_path = step, state_path
-        super().__init__(f"training interrupted at step {step}; resume from {state_path}")
 
 
 @dataclass
@@ -228,12 +222,19 @@ def list_states(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f"{out.stem}.state-*.pt"))
 
 
+def base_model(sd: SD15) -> dict:
+    """{'name', 'sha256'} of the base checkpoint a LoRA trains on (states record it)."""
+    name, sha = sd.identity()
+    return {"name": name, "sha256": sha}
+
+
 def save_state(path: Path, sd: SD15, optimizer, scheduler, step: int, cfg: TrainConfig, losses: list[float],
                data_hash: str) -> Path:
-    """A resumable checkpoint: LoRA, optimizer and scheduler state, step, config, losses.
-    Written atomically; read back with torch.load(weights_only=True)."""
+    """A resumable checkpoint: LoRA, optimizer and scheduler state, step, config, losses and
+    the base model's name and sha256. Written atomically; read back with
+    torch.load(weights_only=True)."""
     state = {"format": STATE_FORMAT, "version": 1, "step": step, "config": cfg.identity(),
-             "dataset_hash": data_hash, "losses": list(losses),
+             "dataset_hash": data_hash, "losses": list(losses), "base_model": base_model(sd),
              "lora": {n: p.detach().cpu().clone() for n, p in lora_parameters(sd)},
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     with atomic_path(path, overwrite=True) as tmp:
@@ -254,9 +255,7 @@ def _check_destination(out: str | Path, overwrite: bool) -> Path:
     out = Path(out)
     if out.suffix.lower() != ".safetensors":
         raise InputError("out", f"{out.name}: concept files end in .safetensors")
-    if out.exists() and not overwrite:
-        raise InputError("out", f"{out} exists; pass overwrite to replace it")
-    return out
+    return check_output(out, overwrite)
 
 
 def _read_data(dataset, cfg: TrainConfig, kb) -> _Data:
@@ -296,11 +295,17 @@ def _prepare_model(sd: SD15, cfg: TrainConfig, release_unused: bool) -> list[tor
     return [p for _, p in lora_parameters(sd)]
 
 
-def _resume(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, optimizer, scheduler,
-            total: int) -> tuple[int, list[float]]:
+def _resumable(path: Path, sd: SD15, cfg: TrainConfig, data_hash: str, total: int) -> dict:
+    """The state at `path`, checked against this run (settings, data, base model, length)
+    before any work is done."""
     state = read_state(path, STATE_FORMAT)
     check_resumable(state, path, cfg.identity(), data_hash)
+    check_base(state, path, base_model(sd))
     check_within(path, "step", int(state["step"]), total)
+    return state
+
+
+def _resume(state: dict, sd: SD15, optimizer, scheduler) -> tuple[int, list[float]]:
     named = dict(lora_parameters(sd))
     with torch.no_grad():
         for n, t in state["lora"].items():
@@ -364,6 +369,27 @@ def epoch_concept_path(out: Path, epoch: int) -> Path:
     return out.with_name(f"{out.stem}-epoch{epoch:02d}{out.suffix}")
 
 
+def epoch_concepts(out: Path) -> dict[int, Path]:
+    """The epoch concept files beside `out` (<stem>-epochNN.safetensors), by epoch."""
+    pattern = re.compile(rf"^{re.escape(out.stem)}-epoch(\d+){re.escape(out.suffix)}$")
+    found = (pattern.match(p.name) for p in out.parent.iterdir()) if out.parent.is_dir() else ()
+    return {int(m[1]): out.with_name(m[0]) for m in found if m}
+
+
+def _earlier_epochs(out: Path, cfg: TrainConfig, overwrite: bool, epochs_done: int) -> list[Path]:
+    """The epoch files of an earlier run beside `out` that this run's would mix with (those past
+    the epochs a resumed state has done): refused without `overwrite`; with it, returned, to
+    be removed when this run writes its first epoch file (the whole set is replaced)."""
+    if not cfg.save_every_epoch:
+        return []
+    earlier = [p for e, p in sorted(epoch_concepts(out).items()) if e > epochs_done]
+    if earlier and not overwrite:
+        names = ", ".join(p.name for p in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise InputError("out", f"{out.parent} holds epoch files of an earlier run ({names}); pass overwrite to replace "
+                                "the whole set, or choose another name")
+    return earlier
+
+
 def save_epoch_concept(sd: SD15, cfg: TrainConfig, out: Path, data: _Data, done: int, epoch: int, per_step: int) -> Path:
     """The adapters as they are at the end of `epoch`, as a concept file beside `out`."""
     info = _concept_info(sd, cfg, out, data, done, per_step)
@@ -375,7 +401,8 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
           overwrite: bool = False, device: str = "cpu",
           on_progress: Callable[[Progress], None] | None = None,
           on_preview: Callable[[int, list], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, release_unused: bool = False) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None, release_unused: bool = False,
+          input_names: dict[str, str] | None = None) -> TrainResult:
     """Train a concept LoRA on `dataset` and save it to `out` (a .safetensors concept file).
 
     Checkpoints every cfg.save_every steps beside `out` (<stem>.state-<step>.pt, the last
@@ -383,15 +410,20 @@ def train(sd: SD15, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, k
     release_unused frees the VAE (and a frozen text encoder) once cached, when no previews
     need them. The concept records the base checkpoint's file name and sha256 (sd.identity()).
     The output folder is checked before training starts, and one training at a time writes
-    an output (a lock beside it).
+    an output (a lock beside it). A state from another base model, or epoch files of an
+    earlier run beside `out` (save_every_epoch, without `overwrite`), are refused before any
+    work. If the final save fails, the concept is kept beside `out` or in the system temp
+    folder and the error says where. `input_names` gives the caller's names for the core's
+    inputs in errors (a node: {"out": "save_name"}).
     """
-    cfg.check()
-    out = _check_destination(out, overwrite)
-    check_writable(out.parent)
-    # one lock per run: on several processes (torchrun, accelerate launch) the main one holds it
-    with output_lock(out) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
-        return _train(sd, dataset, out, cfg, kb, resume, overwrite, device, on_progress, on_preview, should_stop,
-                      release_unused)
+    with named_inputs(input_names):
+        cfg.check()
+        out = _check_destination(out, overwrite)
+        check_writable(out.parent)
+        # one lock per run: on several processes (torchrun, accelerate launch) the main one holds it
+        with output_lock(out) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+            return _train(sd, dataset, out, cfg, kb, resume, overwrite, device, on_progress, on_preview, should_stop,
+                          release_unused)
 
 
 def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, device, on_progress, on_preview,
@@ -407,6 +439,9 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
                                        f"({len(data.expanded)} images with repeats)")
     batches_per_epoch = len(data.expanded) // per_step
     total = cfg.steps or max(1, cfg.epochs * batches_per_epoch // cfg.grad_accumulation)
+    state = _resumable(Path(resume), sd, cfg, data.hash, total) if resume else None
+    epochs_done = int(state["step"]) * cfg.grad_accumulation // batches_per_epoch if state else 0
+    stale_epochs = _earlier_epochs(out, cfg, overwrite, epochs_done) if accelerator.is_main_process else []
     device = accelerator.device
     sd.to(device)
     cache = build_cache(sd, data.samples, data.arrays, cfg, device)
@@ -415,7 +450,7 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     scheduler = _schedule(optimizer, cfg, total)
     noise_schedule = DDPMScheduler.from_config(sd.configs["scheduler"])
-    start, losses = _resume(Path(resume), sd, cfg, data.hash, optimizer, scheduler, total) if resume else (0, [])
+    start, losses = _resume(state, sd, optimizer, scheduler) if state else (0, [])
     # the scheduler stays ours: accelerate's wrapper steps it once per process, which would run the
     # schedule N times too fast on N processes (total already counts the global batch)
     unet, optimizer_p = accelerator.prepare(sd.unet, optimizer)
@@ -467,6 +502,9 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
             if accelerator.is_main_process:
                 finished = done * cfg.grad_accumulation // batches_per_epoch
                 if cfg.save_every_epoch and finished > (done - 1) * cfg.grad_accumulation // batches_per_epoch:
+                    for old in stale_epochs:  # the earlier run's set goes as this run's begins: never mixed
+                        old.unlink(missing_ok=True)
+                    stale_epochs = []
                     save_epoch_concept(sd, cfg, out, data, done, finished, per_step)
                 if cfg.save_every and done % cfg.save_every == 0 and done < total:
                     last_state = save_state(state_path_for(out, done), sd, optimizer, scheduler, done, cfg, losses, data.hash)
@@ -485,24 +523,10 @@ def _train(sd, dataset, out: Path, cfg: TrainConfig, kb, resume, overwrite, devi
     summary = {"steps": total, "images": len(data.samples), "skipped_images": data.skipped,
                "final_loss": losses[-1] if losses else None, "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if accelerator.is_main_process:
-        _save_or_keep(concept, out, overwrite, lambda: save_state(state_path_for(out, total), sd, optimizer, scheduler,
-                                                                  total, cfg, losses, data.hash))
+        save_or_keep(out, lambda path, replace: save_concept(concept, path, overwrite=replace), overwrite)
         if previews:  # the thumbnail concept browsers show beside the file
             save_png(previews[-1][1][0], out.with_suffix(".preview.png"), overwrite=True)
     return TrainResult(concept, out, losses, previews, summary, accelerator.is_main_process)
-
-
-def _save_or_keep(concept, out: Path, overwrite: bool, keep_state: Callable[[], Path]) -> None:
-    """Save the finished concept; if that fails, keep the trained weights in a state file
-    (resumable: a resume at the last step only saves) and say where they are."""
-    try:
-        save_concept(concept, out, overwrite=overwrite)
-    except InputError as exc:
-        try:
-            kept = f"the trained weights are kept in {keep_state()}; resume from it to save again"
-        except Exception as again:  # the same full disk, most likely
-            kept = f"the trained weights could not be kept either ({again})"
-        raise InputError("out", f"{exc.message}; {kept}") from exc
 
 
 def blank_preview(cfg: TrainConfig):

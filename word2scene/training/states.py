@@ -31,6 +31,33 @@ def check_resumable(state: dict, path: Path, identity: dict, data_hash: str, def
         raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
 
 
+class TrainingInterrupted(RuntimeError):
+    """Stopped on request (Ctrl-C, ComfyUI's Cancel); `state_path` is a resumable state."""
+    def __init__(self, step: int, state_path: Path | None, where: str | None = None):
+        self.step, self.state_path, self.where = step, state_path, where or f"step {step}"
+        super().__init__(f"training interrupted at {self.where}; resume from {state_path}")
+
+
+def check_base(state: dict, path: Path, base: dict) -> None:
+    """Refuse a state trained on another base model ({'name', 'sha256'}), naming both: its
+    weights would not fit (a size-mismatch traceback) or, worse, fit a same-shaped other
+    model silently. The files are compared by sha256 where both have one (a renamed copy is
+    the same model), else by name. States written before the base was recorded pass."""
+    saved = state.get("base_model")
+    if not isinstance(saved, dict):
+        return
+    same = saved.get("sha256") == base.get("sha256") if saved.get("sha256") and base.get("sha256") \
+        else saved.get("name") == base.get("name")
+    if not same:
+        raise InputError("resume", f"{path.name} was trained on the base model {_described(saved)}, not on "
+                                   f"{_described(base)}; resume it with the base it was trained on")
+
+
+def _described(base: dict) -> str:
+    sha = base.get("sha256") or ""
+    return f"{base.get('name')}" + (f" (sha256 {sha[:12]})" if sha else "")
+
+
 def check_within(path: Path, counter: str, done: int, goal: int) -> None:
     """Refuse a state that is already past this run's length: its weights would be saved
     labelled with fewer steps than they have."""
