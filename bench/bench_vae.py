@@ -54,19 +54,20 @@ def pooled(x: np.ndarray) -> np.ndarray:
 
 def thumbnail(images: np.ndarray) -> np.ndarray:
     out = []
+    size = images.shape[1]
     for im in images:
-        small = Image.fromarray(im).resize((SIZE // 8, SIZE // 8), Image.BICUBIC)
-        out.append(np.asarray(small.resize((SIZE, SIZE), Image.BICUBIC)))
+        small = Image.fromarray(im).resize((size // 8, size // 8), Image.BICUBIC)
+        out.append(np.asarray(small.resize((size, size), Image.BICUBIC)))
     return np.stack(out)
 
 
 def patches(x: np.ndarray) -> np.ndarray:
-    n = len(x)
-    return x.reshape(n, SIZE // 8, 8, SIZE // 8, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 192)
+    n, size = len(x), x.shape[1]
+    return x.reshape(n, size // 8, 8, size // 8, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 192)
 
 
-def unpatch(p: np.ndarray, n: int) -> np.ndarray:
-    return p.reshape(n, SIZE // 8, SIZE // 8, 8, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, SIZE, SIZE, 3)
+def unpatch(p: np.ndarray, n: int, size: int) -> np.ndarray:
+    return p.reshape(n, size // 8, size // 8, 8, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, size, size, 3)
 
 
 def pca_code(train: np.ndarray, test: np.ndarray, k: int = 4) -> np.ndarray:
@@ -75,7 +76,7 @@ def pca_code(train: np.ndarray, test: np.ndarray, k: int = 4) -> np.ndarray:
     _, _, vt = np.linalg.svd(p - mean, full_matrices=False)
     basis = vt[:k]
     q = patches(test.astype(np.float32) / 255) - mean
-    return np.clip(unpatch(q @ basis.T @ basis + mean, len(test)), 0, 1)
+    return np.clip(unpatch(q @ basis.T @ basis + mean, len(test), test.shape[1]), 0, 1)
 
 
 @torch.no_grad()
@@ -100,17 +101,19 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="*", help="checkpoints whose VAE to measure (default: the shipped mini)")
     ap.add_argument("--images", type=int, default=0, help="test images (0 = the whole AID test split)")
     ap.add_argument("--out", type=Path, help="folder for report.md and reconstructions.png")
+    ap.add_argument("--dataset", type=Path, default=AID, help="captions.jsonl dataset with train and test splits")
+    ap.add_argument("--size", type=int, default=SIZE, help="image side in pixels (a multiple of 8)")
     args = ap.parse_args()
     checkpoints = args.checkpoints or [str(ROOT / "word2scene/assets/mini/word2scene-mini.safetensors")]
-    test = scan_dataset(AID, split="test")
+    test = scan_dataset(args.dataset, split="test")
     test = sorted(test, key=lambda s: str(s.image))
     if args.images:
         test = test[:: max(1, len(test) // args.images)][: args.images]
-    _, arrays, _ = load_images(test, SIZE)
+    _, arrays, _ = load_images(test, args.size)
     real_u8 = np.stack(arrays)
     real = real_u8.astype(np.float32) / 255
-    train = scan_dataset(AID, split="train")[::8]
-    _, train_arrays, _ = load_images(train, SIZE)
+    train = scan_dataset(args.dataset, split="train")
+    _, train_arrays, _ = load_images(train[::8] if len(train) > 64 else train, args.size)
     rows = {}
     t = time.perf_counter()
     rows["thumbnail 16x16 + bicubic"] = (figures(real, thumbnail(real_u8).astype(np.float32) / 255), time.perf_counter() - t)
@@ -122,7 +125,7 @@ def main() -> None:
         recon = vae_reconstruct(ck, real_u8)
         rows[f"VAE of {Path(ck).name}"] = (figures(real, recon), time.perf_counter() - t)
     base = rows["thumbnail 16x16 + bicubic"][0]
-    lines = [f"AID test split, {len(real)} images at {SIZE} px (PSNR in dB, RGB in [0, 1]; pooled = 8 x 8 average "
+    lines = [f"{args.dataset.name} test split, {len(real)} images at {args.size} px (PSNR in dB, RGB in [0, 1]; pooled = 8 x 8 average "
              "pooling of both images; halves = the images split in two by file name)", "",
              "| row | PSNR | pooled PSNR | PSNR halves | pooled halves | vs thumbnail (dB) | seconds |",
              "|---|---|---|---|---|---|---|"]

@@ -52,7 +52,7 @@ def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[
 
     from bench.bench_mini import LookScore, fit_images
 
-    score = LookScore(fit_images(300))
+    score = LookScore(fit_images(n=300))
     values = np.array([score(row) for row in cells])  # classes x (real, base, 11-concept, C)
     rows = []
     for name, mask in (("all 30", np.ones(len(classes), bool)), ("trained 11", np.array([c in trained for c in classes])),
