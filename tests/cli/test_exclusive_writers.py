@@ -133,3 +133,27 @@ def test_process_is_checked_before_sampling(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: --process: p.mp4: use a .webp or .gif file" in err and "sampling" not in err
     assert not (tmp_path / "a.png").exists()
+
+
+def test_outputs_of_the_other_commands_that_are_not_regular_files_are_refused_at_once(tmp_path):
+    import yaml
+
+    review = tmp_path / "review.yaml"
+    review.write_text(yaml.safe_dump({"classes": {"airport": {"concept": "airport", "add": [
+        {"kind": "element", "text": "apron"}]}}}))
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    (tmp_path / "file").write_text("not a folder")
+    commands = {  # a FIFO read for merging would block for ever: each must end at once, naming its option
+        "concepts merge": (["concepts", "merge", str(review), "--into", str(fifo)], "--into"),
+        "concepts mine": (["concepts", "mine", str(review), "--out", str(fifo), "--overwrite"], "--out"),
+        "evaluate": (["evaluate", "--generated", str(tmp_path), "--reference", str(tmp_path), "--out", str(fifo)],
+                     "--out"),
+        "protocol": (["protocol", "--model", "tiny", "--out", str(tmp_path / "file")], "--out"),
+    }
+    for name, (argv, flag) in commands.items():
+        done = subprocess.run([sys.executable, "-m", "word2scene", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and f"error: {flag}: " in done.stderr, (name, done.stderr[-2000:])
+        assert "not a regular file" in done.stderr or "not a folder" in done.stderr, (name, done.stderr)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

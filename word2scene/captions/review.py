@@ -27,7 +27,7 @@ import yaml
 
 from ..errors import InputError
 from ..evaluation.image_sets import class_key
-from ..files import first_link, load_yaml, safe_relative_name, temp_name, write_text_atomic
+from ..files import check_output_folder, first_link, load_yaml, safe_relative_name, temp_name, write_text_atomic
 from ..models.sd15 import file_sha256
 from .proposals import ImageProposals
 
@@ -292,7 +292,7 @@ def apply_review(review: str | Path, out: str | Path, fmt: str = "kohya", includ
     if fmt not in FORMATS:
         raise InputError("format", f"{fmt!r}; accepted: {', '.join(FORMATS)}")
     root, reviewed, summary = read_review(review, include_pending, dataset)
-    out = Path(out)
+    out = check_output_folder(out)
     if out.resolve() == root.resolve():
         raise InputError("out", f"{out} is the reviewed dataset itself; choose a new folder for the training captions")
     written: dict[str, str] = {}  # destination (relative) -> source file

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..concepts.file import read_concept
+from ..files import check_output
 from ..prompts.knowledge import _parse_file, load_knowledge
 from ..prompts.mining import mine, read_captions
 from ..prompts.review import merge_review, write_review
@@ -54,6 +55,7 @@ def cmd_concepts(args) -> int:
         print(f"{args.file}: ok ({len(kb.concepts)} concepts with the built-in ones)")
         return 0
     if args.concepts_command == "mine":
+        check_output(args.out, args.overwrite, "--out", "--overwrite")
         mined = mine(read_captions(args.captions), top=args.top)
         out = write_review(mined, knowledge(), args.out, args.captions, overwrite=args.overwrite)
         total = sum(len(v) for v in mined.values())

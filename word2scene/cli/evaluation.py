@@ -14,7 +14,7 @@ from ..models.sd15 import load_sd15, native_resolution
 from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths
 from ..errors import InputError
-from ..files import check_output, check_writable, write_text_atomic
+from ..files import check_output, check_output_folder, check_writable, write_text_atomic
 from .common import add_model_args, count, name_inputs, knowledge, split_arg, whole_number
 
 
@@ -106,6 +106,8 @@ def _evaluation_settings(args):
 
 
 def cmd_evaluate(args) -> int:
+    if args.out:
+        check_output(args.out, True, "--out")
     generated = image_set(args.generated, "--generated")
     reference = image_set(args.reference, "--reference", split_arg(args.reference_split), "--reference-split")
     if args.out:
@@ -146,6 +148,7 @@ def cmd_protocol(args) -> int:
             if path:
                 load_extractor(path, "--" + name.replace("_", "-"))  # kept loaded for the evaluation
     concept = load_concept(args.concept, "--concept") if args.concept else None
+    check_output_folder(args.out, "--out")
     check_writable(args.out, "--out")
     grid_concepts = [load_concept(p, "--grid-concept") for p in args.grid_concept] or ([concept] if concept else [])
     # auto: each worker's own accelerator (accelerate launch), else the CPU; gloo across CPU workers (torchrun)

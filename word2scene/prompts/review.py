@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import InputError
-from ..files import load_yaml, write_text_atomic
+from ..files import check_output, load_yaml, write_text_atomic
 from .knowledge import KnowledgeBase, LIST_FIELDS, _parse_file
 from .mining import Phrase
 
@@ -51,10 +51,10 @@ def merge_review(review: str | os.PathLike, into: str | os.PathLike, kb: Knowled
     Returns counts per decision. Errors name the review file, class and proposal.
     """
     review = Path(review)
+    into = check_output(into, True, "into")  # a FIFO or device would be read (and block), then replaced
     data = load_yaml(review, "review")
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
         raise InputError("review", f"{review}: expected a 'classes' mapping, as `concepts mine` writes")
-    into = Path(into)
     if into.exists():
         _parse_file(into)  # refuse to merge into a malformed file
         existing = load_yaml(into, "into") or {}
