@@ -44,3 +44,54 @@ def make_concept(shapes: dict[str, tuple], rank: int = 4, alpha: float = 2.0, se
                                               dataset_hash="abc123", learning_rate=1e-4, seed=seed),
                        recommended_strength=0.8, base_model_hash="deadbeef")
     return Concept(info, lora)
+
+
+def ctrl_c_after_progress(argv: list[str], progress: str, cwd) -> tuple[int, str]:
+    """Run `python -m word2scene ARGV`, press Ctrl-C (SIGINT) once its stderr shows `progress`
+    (a regular expression: a step done), and return its exit status and stderr."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "word2scene", *argv], cwd=cwd, stderr=subprocess.PIPE, text=True)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while not re.search(progress, "".join(seen)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    return rc, "".join(seen)
+
+
+# Runs command lines through the CLI's main() in one Python process (torch imported once): says
+# "ready", then for each line on stdin (a JSON list of arguments) prints one JSON result line.
+CLI_RUNNER = r"""
+import contextlib, io, json, sys, traceback
+from word2scene.cli import main
+print("ready", flush=True)
+for line in sys.stdin:
+    argv = json.loads(line)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:
+            rc = exc.code
+        except BaseException:
+            traceback.print_exc(file=err)
+            rc = "traceback"
+    print(json.dumps({"argv": argv, "rc": rc, "stderr": err.getvalue()}), flush=True)
+"""
+
+
+def runner_input(commands: list[list[str]]) -> str:
+    """CLI_RUNNER's stdin for these command lines."""
+    import json
+
+    return "".join(json.dumps(argv) + "\n" for argv in commands)

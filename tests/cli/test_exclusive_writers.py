@@ -10,34 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from helpers import CLI_RUNNER, runner_input
 from word2scene.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny", "--steps", "2", "--width", "64"]
 
-# each process imports everything once, says it is ready, then runs each command line it is sent
-RUNNER = r"""
-import contextlib, io, json, sys, traceback
-from word2scene.cli import main
-print("ready", flush=True)
-for line in sys.stdin:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(json.loads(line))
-        except SystemExit as exc:
-            rc = exc.code
-        except BaseException:
-            traceback.print_exc(file=err)
-            rc = "traceback"
-    print(json.dumps({"rc": rc, "stderr": err.getvalue()}), flush=True)
-"""
-
-
 def released_together(trials: list[list[list[str]]], cwd: Path) -> list[list[dict]]:
     """For each trial, one command line per process, all sent at the same moment; the
     processes (one per command line of a trial) import everything once, beforehand."""
-    procs = [subprocess.Popen([sys.executable, "-c", RUNNER], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", CLI_RUNNER], cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in trials[0]]
     try:
         for p in procs:
@@ -45,7 +27,7 @@ def released_together(trials: list[list[list[str]]], cwd: Path) -> list[list[dic
         results = []
         for argvs in trials:
             for p, argv in zip(procs, argvs):
-                p.stdin.write(json.dumps(argv) + "\n")
+                p.stdin.write(runner_input([argv]))
                 p.stdin.flush()
             results.append([json.loads(p.stdout.readline()) for p in procs])
             for r in results[-1]:

@@ -16,30 +16,11 @@ import pytest
 import yaml
 
 from conftest import SHARED
-from helpers import make_concept, model_shapes
+from helpers import CLI_RUNNER, make_concept, model_shapes, runner_input
 from word2scene.concepts.file import save_concept
 
 SCENES = SHARED / "data" / "rs_scenes"
 TINY = ["--model", "tiny", "--steps", "1"]
-
-# Each command runs in one Python process (torch is imported once) through the CLI's main().
-HARNESS = r"""
-import contextlib, io, json, sys, traceback
-from word2scene.cli import main
-results = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-        except BaseException:
-            traceback.print_exc(file=err)
-            rc = "traceback"
-    results.append({"argv": argv, "rc": rc, "stderr": err.getvalue()})
-print(json.dumps(results))
-"""
 
 PREPARE = {
     "read-only": "mount -o remount,ro {mnt}",
@@ -56,6 +37,24 @@ def _can_mount(tmp_path) -> str | None:
     done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mnt}"],
                           capture_output=True, text=True)
     return None if done.returncode == 0 else f"cannot mount a tmpfs here ({done.stderr.strip()[:120]})"
+
+
+def _in_a_tmpfs(tmp_path, script: str, *runs: list[list[str]], env: dict | None = None) -> tuple[Path, list[str]]:
+    """Run `script` (sh) in a private mount namespace where {mnt} is a fresh mount point and
+    {runK} runs the CLI commands of runs[K - 1] (CLI_RUNNER: one JSON result line each). Returns the mount point and the lines it printed. Skips where mounting is not
+    allowed."""
+    reason = _can_mount(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = script.format(mnt=mnt, **{f"run{k}": f'printf %s "${k}" | "$0" -c "$RUNNER"'
+                                       for k in range(1, len(runs) + 1)})
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, *map(runner_input, runs)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**(env or os.environ), "RUNNER": CLI_RUNNER})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return mnt, [line for line in done.stdout.strip().splitlines() if line != "ready"]
 
 
 @pytest.fixture(scope="module")
@@ -108,21 +107,11 @@ def _commands(i: Path, out: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")
 @pytest.mark.parametrize("kind", ["read-only", "full"])
 def test_every_writer_names_its_output_on_a_read_only_or_full_disk(inputs, tmp_path, kind):
-    reason = _can_mount(tmp_path)
-    if reason:
-        pytest.skip(reason)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    commands = _commands(inputs, mnt)
-    script = (f"mount -t tmpfs -o size=256k tmpfs {mnt} && {PREPARE[kind].format(mnt=mnt)} && "
-              f'"$0" -c "$1" "$2" && ls -A {mnt}')
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, HARNESS,
-                           json.dumps([argv for argv, _ in commands.values()])],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    results = json.loads(lines[0])
-    left = set(lines[1:]) - {"filler", "filler2"}
+    commands = _commands(inputs, tmp_path / "mnt")
+    mnt, lines = _in_a_tmpfs(tmp_path, "mount -t tmpfs -o size=256k tmpfs {mnt} && " + PREPARE[kind] + " && {run1} && "
+                             "ls -A {mnt}", [argv for argv, _ in commands.values()])
+    results = [json.loads(line) for line in lines[:len(commands)]]
+    left = set(lines[len(commands):]) - {"filler", "filler2"}
     for (name, (_, flag)), result in zip(commands.items(), results):
         stderr = result["stderr"].strip().splitlines()
         assert result["rc"] == 2, (name, result)
@@ -137,25 +126,19 @@ def test_a_final_save_on_a_full_disk_keeps_the_weights_in_the_temp_folder_and_sa
     from word2scene.concepts.file import read_concept
     from word2scene.models.sd15 import load_sd15
 
-    reason = _can_mount(tmp_path)
-    if reason:
-        pytest.skip(reason)
-    mnt, temp = tmp_path / "mnt", tmp_path / "temp"
-    mnt.mkdir()
+    temp = tmp_path / "temp"
     temp.mkdir()
+    mnt = tmp_path / "mnt"
     commands = [["train", str(inputs / "data"), "--model", "tiny", "--steps", "1", "--resolution", "64", "--rank", "4",
                  "--out", f"{mnt}/c.safetensors"],
                 ["pretrain", str(inputs / "data"), "--model", "tiny", "--vae-steps", "1", "--steps", "1", "--batch", "2",
                  "--vae-batch", "2", "--resolution", "64", "--vae-crop", "32", "--save-every", "0",
                  "--out", f"{mnt}/m.safetensors"]]
     # 2 pages free: the run starts (its lock takes one), but its weights do not fit at the end
-    script = (f"mount -t tmpfs -o size=256k tmpfs {mnt} && dd if=/dev/zero of={mnt}/filler bs=4096 count=62 "
-              f'2>/dev/null && "$0" -c "$1" "$2" && ls -A {mnt}')
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, HARNESS, json.dumps(commands)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(temp)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    results = json.loads(lines[0])
+    mnt, lines = _in_a_tmpfs(tmp_path, "mount -t tmpfs -o size=256k tmpfs {mnt} && dd if=/dev/zero of={mnt}/filler "
+                             "bs=4096 count=62 2>/dev/null && {run1} && ls -A {mnt}", commands,
+                             env={**os.environ, "TMPDIR": str(temp)})
+    results = [json.loads(line) for line in lines[:2]]
     for result, name in zip(results, ("c", "m")):
         last = result["stderr"].strip().splitlines()[-1]
         assert result["rc"] == 2 and "Traceback" not in result["stderr"], result
@@ -164,32 +147,24 @@ def test_a_final_save_on_a_full_disk_keeps_the_weights_in_the_temp_folder_and_sa
                                f"{temp}/{name}.kept-1.safetensors"), last
     assert read_concept(temp / "c.kept-1.safetensors").info.training.steps == 1
     assert load_sd15(temp / "m.kept-1.safetensors").configs["unet"]["block_out_channels"] == [16, 32, 64, 64]
-    assert set(lines[1:]) == {"filler"}  # nothing left on the full disk
+    assert set(lines[2:]) == {"filler"}  # nothing left on the full disk
 
 
 def test_a_heatmap_set_that_does_not_fit_leaves_the_earlier_set_whole(tmp_path):
-    reason = _can_mount(tmp_path)
-    if reason:
-        pytest.skip(reason)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    first = [["heatmap", "airport runway", *TINY, "--width", "64", "--out", f"{mnt}/maps"]]
-    second = [["heatmap", "beach sand waves", *TINY, "--width", "64", "--out", f"{mnt}/maps", "--overwrite"]]
+    maps = tmp_path / "mnt" / "maps"
+    first = [["heatmap", "airport runway", *TINY, "--width", "64", "--out", str(maps)]]
+    second = [["heatmap", "beach sand waves", *TINY, "--width", "64", "--out", str(maps), "--overwrite"]]
     # the first set is written, then the disk is filled to 3 free pages: some of the second set fits, not all
-    script = (f'mount -t tmpfs -o size=1m tmpfs {mnt} && "$0" -c "$1" "$2" && ls -A {mnt}/maps && '
-              f"free=$(df -B4096 --output=avail {mnt} | tail -1) && "
-              f"dd if=/dev/zero of={mnt}/filler bs=4096 count=$((free - 3)) 2>/dev/null && "
-              f'"$0" -c "$1" "$3" && echo ---- && ls -A {mnt} {mnt}/maps')
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, sys.executable, HARNESS, json.dumps(first),
-                           json.dumps(second)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert json.loads(lines[0])[0]["rc"] == 0
-    earlier = lines[1:lines.index(next(l for l in lines[1:] if l.startswith("[")))]
-    result = json.loads(next(l for l in lines[1:] if l.startswith("[")))[0]
+    mnt, lines = _in_a_tmpfs(tmp_path, "mount -t tmpfs -o size=1m tmpfs {mnt} && {run1} && ls -A {mnt}/maps && "
+                             "free=$(df -B4096 --output=avail {mnt} | tail -1) && "
+                             "dd if=/dev/zero of={mnt}/filler bs=4096 count=$((free - 3)) 2>/dev/null && "
+                             "{run2} && echo ---- && ls -A {mnt} {mnt}/maps", first, second)
+    assert json.loads(lines[0])["rc"] == 0
+    split = next(n for n, line in enumerate(lines) if n and line.startswith("{"))
+    earlier, result = lines[1:split], json.loads(lines[split])
     last = result["stderr"].strip().splitlines()[-1]
-    assert result["rc"] == 2 and last.startswith(f"word2scene: error: --out: could not write the set in {mnt}/maps: No "
+    assert result["rc"] == 2 and last.startswith(f"word2scene: error: --out: could not write the set in {maps}: No "
                                                  "space left on device; nothing of it was kept"), result
     after = lines[lines.index("----") + 1:]
     assert "overlay_00_airport.png" in earlier and "overlay_00_beach.png" not in after
-    assert sorted(l for l in after if l and not l.endswith(":")) == sorted(["filler", "maps", *earlier])
+    assert sorted(line for line in after if line and not line.endswith(":")) == sorted(["filler", "maps", *earlier])

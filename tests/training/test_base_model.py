@@ -217,29 +217,17 @@ def test_a_stop_request_writes_a_state_that_resumes_to_the_same_weights(handful,
 
 def test_ctrl_c_in_cli_pretraining_stops_with_a_resumable_state(handful, tmp_path):
     import re
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
 
     from conftest import ROOT
+    from helpers import ctrl_c_after_progress
 
     out = tmp_path / "m.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "word2scene", "pretrain", str(handful), "--out", str(out), "--model",
-                             "tiny", "--vae-steps", "100000", "--steps", "1", "--vae-batch", "2", "--resolution", "64",
-                             "--vae-crop", "32", "--save-every", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
-    deadline = time.time() + 240
-    while not re.search(r"\b[1-9]\d*/100000", "".join(seen)) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    reader.join(timeout=10)
-    message = re.search(r"word2scene: stopped at VAE step (\d+), UNet step 0; resume with --resume (\S+)", "".join(seen))
-    assert message, "".join(seen)[-2000:]
+    rc, stderr = ctrl_c_after_progress(["pretrain", str(handful), "--out", str(out), "--model", "tiny", "--vae-steps",
+                                        "100000", "--steps", "1", "--vae-batch", "2", "--resolution", "64",
+                                        "--vae-crop", "32", "--save-every", "0"], r"\b[1-9]\d*/100000", ROOT)
+    assert rc == 130
+    message = re.search(r"word2scene: stopped at VAE step (\d+), UNet step 0; resume with --resume (\S+)", stderr)
+    assert message, stderr[-2000:]
     state = Path(message.group(2))
     assert state.is_file() and state.name == f"m.pretrain-{int(message.group(1)):06d}-000000.pt"
     assert not out.exists() and not (tmp_path / "m.safetensors.lock").exists()

@@ -457,27 +457,16 @@ def test_a_failed_final_save_keeps_the_concept_beside_or_in_the_temp_folder(one_
 
 def test_ctrl_c_in_cli_training_stops_with_a_resumable_state(one_class, tmp_path):
     import re
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
+
+    from helpers import ctrl_c_after_progress
 
     out = tmp_path / "c.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "word2scene", "train", "--model", "tiny", str(one_class), "--out", str(out),
-                             "--steps", "5000", "--resolution", "64", "--rank", "4", "--save-every", "0",
-                             "--preview-every", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
-    deadline = time.time() + 240
-    while not re.search(r"\b[1-9]\d*/5000", "".join(seen)) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    reader.join(timeout=10)
-    message = re.search(r"word2scene: stopped at step (\d+); resume with --resume (\S+)", "".join(seen))
-    assert message, "".join(seen)[-2000:]
+    rc, stderr = ctrl_c_after_progress(["train", "--model", "tiny", str(one_class), "--out", str(out), "--steps", "5000",
+                                        "--resolution", "64", "--rank", "4", "--save-every", "0", "--preview-every",
+                                        "0"], r"\b[1-9]\d*/5000", ROOT)
+    assert rc == 130
+    message = re.search(r"word2scene: stopped at step (\d+); resume with --resume (\S+)", stderr)
+    assert message, stderr[-2000:]
     state = Path(message.group(2))
     assert state.is_file() and state.name == f"c.state-{int(message.group(1)):06d}.pt"
     assert not out.exists() and not (tmp_path / "c.safetensors.lock").exists()
