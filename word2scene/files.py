@@ -385,14 +385,16 @@ def output_lock(path: str | os.PathLike, input_name: str = "out") -> Iterator[Pa
     finally:
         try:
             lock.unlink(missing_ok=True)  # while still holding it: the next writer locks a new file
-        finally:
-            os.close(fd)
+        except OSError:  # Windows keeps an open file: it stays, and the next writer locks it again
+            pass
+        os.close(fd)
 
 
 def _lock_owner(fd: int) -> str:
     """'process N, ' from a held lock file ('' while its holder has not written it yet)."""
     try:
-        text = os.pread(fd, 32, 0).decode().strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode().strip()
     except (OSError, UnicodeDecodeError):
         return ""
     return f"process {text}, " if text.isdigit() else ""
