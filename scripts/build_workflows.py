@@ -67,12 +67,12 @@ TITLES = {"W2S_ConceptLoader": "Word2Scene Concept Loader", "W2S_ApplyConcept": 
 # Width x height each node type is given, at least what either frontend draws it at after a run
 # (panels, image previews); measured in tests/nodes/test_browser.py.
 SIZES = {
-    "CheckpointLoaderSimple": (320, 110), "W2S_MiniLoader": (320, 110), "W2S_ConceptLoader": (340, 250),
-    "W2S_ApplyConcept": (320, 130), "CLIPTextEncode": (400, 200), "EmptyLatentImage": (320, 130),
-    "KSampler": (320, 270), "W2S_KSamplerHeatmaps": (340, 330), "VAEDecode": (220, 60), "SaveImage": (340, 380),
-    "PreviewImage": (340, 380), "W2S_ScenePrompt": (400, 400), "W2S_TrainConcept": (400, 760),
-    "W2S_Heatmap": (360, 400), "MaskToImage": (220, 60), "LoadImage": (320, 380), "W2S_ExplainImage": (340, 240),
-    "W2S_StrengthGrid": (400, 520), "W2S_Evaluate": (560, 460), "Note": (400, 160),
+    "CheckpointLoaderSimple": (320, 140), "W2S_MiniLoader": (320, 140), "W2S_ConceptLoader": (340, 370),
+    "W2S_ApplyConcept": (320, 170), "CLIPTextEncode": (400, 210), "EmptyLatentImage": (320, 140),
+    "KSampler": (320, 280), "W2S_KSamplerHeatmaps": (340, 390), "VAEDecode": (230, 70), "SaveImage": (340, 390),
+    "PreviewImage": (340, 390), "W2S_ScenePrompt": (400, 440), "W2S_TrainConcept": (400, 980),
+    "W2S_Heatmap": (360, 410), "MaskToImage": (230, 70), "LoadImage": (320, 400), "W2S_ExplainImage": (340, 260),
+    "W2S_StrengthGrid": (400, 530), "W2S_Evaluate": (560, 660), "Note": (400, 160),
 }
 GAP_X, GAP_Y, LEFT, TOP = 60, 50, 40, 40
 

@@ -398,3 +398,30 @@ def test_mini_workflow_runs_on_a_fresh_install_and_draws_what_the_cli_draws(fres
     print(f"ComfyUI vs CLI: mean |difference| {mean_abs:.2f} grey levels, PSNR {psnr:.1f} dB")
     assert mean_abs <= MINI_DIFFERENCE["mean_abs"] and psnr >= MINI_DIFFERENCE["psnr"], (mean_abs, psnr)
     assert not pack_errors(fresh_server.log())
+
+
+@pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")
+def test_training_on_the_shipped_mini_model_in_a_fresh_install(fresh_server):
+    """The CPU-sized path: Train Concept on word2scene-mini.safetensors at 128 px, then the
+    mini workflow with the new concept."""
+    import shutil
+
+    data = fresh_server.base / "input" / "w2s_mini_airport" / "airport"
+    data.mkdir(parents=True)
+    for image in sorted((SCENES / "airport").glob("*.jpg"))[:3]:
+        shutil.copy(image, data / image.name)
+    info = fresh_server.get("/object_info")
+    assert info["W2S_TrainConcept"]["input"]["required"]["ckpt_name"][0] == ["word2scene-mini.safetensors"]
+    workflow = json.loads((ROOT / "workflows" / "word2scene_train_then_generate.json").read_text())
+    full = ui_to_api(workflow, info)
+    prompt = {"2": full["2"]}
+    prompt["2"]["inputs"].update(ckpt_name="word2scene-mini.safetensors", dataset="w2s_mini_airport", steps=2,
+                                 resolution=128, rank=4, alpha=4.0, preview_every=0, save_every=0, save_name="mini_airport")
+    entry = fresh_server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["outputs"]["2"]["saved"] == ["loras/word2scene/mini_airport.safetensors"]
+    mini = ui_to_api(json.loads((ROOT / "workflows" / "word2scene_mini_scene.json").read_text()), info)
+    mini["2"]["inputs"]["concept_name"] = "word2scene/mini_airport.safetensors"
+    mini["6"]["inputs"]["steps"] = 3
+    again = fresh_server.run_prompt(mini)
+    assert again["status"]["status_str"] == "success", again["status"]

@@ -232,3 +232,25 @@ def test_every_node_has_a_help_page(pack):
         text = page.read_text()
         assert text.startswith(f"# {display}\n") and len(text) > 300, node_id
     assert {p.stem for p in (ROOT / "js" / "docs").glob("*.md")} == set(pack.NODE_CLASS_MAPPINGS)
+
+
+def test_fingerprints_change_with_the_files_read_by_name(pack, tmp_path):
+    """IS_CHANGED of the nodes that read files by name: a file replaced under the same name,
+    or one more image in a folder, changes the value, so ComfyUI never serves a stale result."""
+    bridge = sys.modules["Word2Scene pack-under test.nodes.comfy_bridge"]
+    concept = tmp_path / "c.safetensors"
+    concept.write_bytes(b"one")
+    folder = tmp_path / "data" / "airport"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"x")
+    first = bridge.fingerprint(concept, folder.parent)
+    assert first == bridge.fingerprint(concept, folder.parent)
+    concept.write_bytes(b"other")
+    second = bridge.fingerprint(concept, folder.parent)
+    (folder / "b.jpg").write_bytes(b"y")
+    third = bridge.fingerprint(concept, folder.parent)
+    assert len({first, second, third}) == 3
+    missing = bridge.file_fingerprint(lambda: (_ for _ in ()).throw(sys.modules["word2scene.errors"].InputError("x", "gone")))
+    assert missing != missing  # NaN: never equal, always re-run (the node then names the problem)
+    for node_id in ("W2S_ConceptLoader", "W2S_MiniLoader", "W2S_StrengthGrid", "W2S_Evaluate", "W2S_TrainConcept"):
+        assert "IS_CHANGED" in vars(pack.NODE_CLASS_MAPPINGS[node_id]), node_id
