@@ -116,3 +116,24 @@ def test_counts_and_seeds_are_checked_by_the_parser(capsys, args, message):
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_generate_seeds_draws_a_sheet_of_the_scenes_each_seed_draws(tmp_path, capsys):
+    common = ["--model", "tiny", "--steps", "2", "--width", "64", "--height", "64"]
+    sheet = tmp_path / "sheet.png"
+    assert main(["generate", "airport", *common, "--seeds", "3-5,9", "--out", str(sheet)]) == 0
+    grid = np.asarray(Image.open(sheet).convert("RGB"))
+    assert grid.shape == (128, 128, 3)  # 4 seeds: 2 x 2 tiles of 64 px, no gaps
+    for k, seed in enumerate((3, 4, 5, 9)):
+        one = tmp_path / f"{seed}.png"
+        assert main(["generate", "airport", *common, "--seed", str(seed), "--out", str(one)]) == 0
+        tile = grid[(k // 2) * 64:(k // 2 + 1) * 64, (k % 2) * 64:(k % 2 + 1) * 64].astype(int)
+        assert np.abs(tile - np.asarray(Image.open(one).convert("RGB")).astype(int)).max() <= 2
+    assert json.loads(Image.open(sheet).text["word2scene"])["seeds"] == [3, 4, 5, 9]
+    capsys.readouterr()
+    for bad in ("5-3", "0-2000", "a", "1--2"):
+        with pytest.raises(SystemExit):
+            main(["generate", "airport", *common, "--seeds", bad])
+        assert "--seeds" in capsys.readouterr().err
+    assert main(["generate", "airport", *common, "--seeds", "1,1", "--out", str(tmp_path / "r.png")]) == 2
+    assert "seeds: 2 seeds (some repeated)" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from typing import Callable
 from ..concepts.file import check_strength, load_concept
 from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, native_resolution
 from ..prompts.knowledge import load_knowledge
+from ..scenes.sampling import MAX_SEED
 from ..errors import InputError
 
 
@@ -25,6 +26,22 @@ def _integer(text: str, least: int) -> int:
 def whole_number(text: str) -> int:
     """0, 1, 2, ... (seeds, steps where 0 means none)."""
     return _integer(text, 0)
+
+
+def seed_list(text: str) -> list[int]:
+    """'0-8' (a range, both ends included) or '1,5,9' (a list) -> seeds, each 0 to 2**32 - 1."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        ends = part.strip().split("-")
+        if len(ends) > 2 or not all(e.strip() for e in ends):
+            raise argparse.ArgumentTypeError(f"{text!r}: give seeds as 0-8 or 1,5,9")
+        low, high = (whole_number(e.strip()) for e in (ends[0], ends[-1]))
+        if high < low or high > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: give a rising range of seeds 0 to {MAX_SEED}")
+        if high - low >= 1000:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} holds {high - low + 1} seeds; a sheet takes at most 64")
+        seeds += range(low, high + 1)
+    return seeds
 
 
 def count(text: str) -> int:
@@ -99,7 +116,7 @@ def load_concepts(args) -> list:
 DEFAULT_FOLDER = Path("outputs")
 
 
-def default_name(word: str, seed: int) -> Callable[[int], Path]:
+def default_name(word: str, seed: int | str) -> Callable[[int], Path]:
     """n -> outputs/<word>_<seed>_<n, 5 digits>.png: generate's names when --out is not given
     (the first free one is taken when the image is written: files.write_numbered)."""
     stem = "".join(c if c.isalnum() else "_" for c in word.strip().lower()).strip("_") or "scene"

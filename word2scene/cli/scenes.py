@@ -9,7 +9,7 @@ from ..concepts.patching import apply_concepts
 from ..models.sd15 import load_sd15
 from ..prompts.expander import expand
 from ..scenes.heatmaps import check_explainable, explain_image, generate_with_heatmaps, parse_timesteps
-from ..scenes.pipeline import make_scene, scene_prompt
+from ..scenes.pipeline import make_scene, make_seed_sheet, scene_prompt
 from ..scenes.render import check_animation_path, grid, mask_image, overlay, save_animation
 from ..scenes.sampling import decode, SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths, strength_grid
@@ -18,7 +18,7 @@ from ..files import (check_output, check_output_folder, check_writable, file_set
                      write_text_atomic)
 from ..imagery import open_image, save_png
 from .common import (DEFAULT_FOLDER, add_concept_args, add_model_args, add_size_args, default_name, image_size,
-                     knowledge, load_concepts, safe_stem, sampling_progress, whole_number)
+                     knowledge, load_concepts, safe_stem, sampling_progress, seed_list, whole_number)
 
 
 def add_commands(sub) -> None:
@@ -29,7 +29,11 @@ def add_commands(sub) -> None:
     add_concept_args(g)
     g.add_argument("--steps", type=whole_number, default=30)
     g.add_argument("--cfg", type=float, default=7.0)
-    g.add_argument("--seed", type=whole_number, default=0)
+    seeds = g.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=whole_number, default=0)
+    seeds.add_argument("--seeds", type=seed_list, metavar="LIST",
+                       help="draw one scene per seed and write them as one grid, e.g. 0-8 (a 3 x 3 sheet) or 1,5,9: "
+                            "how varied and how stable the scenes of one prompt are")
     add_size_args(g)
     g.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"),
                    help="prompt style of the scene prompt expander (default: word2scene, the paper's form)")
@@ -100,6 +104,8 @@ def cmd_generate(args) -> int:
         check_output(out, args.overwrite, "--out", "--overwrite")
     check_writable(out.parent if out else DEFAULT_FOLDER, "--out")
     if args.process:
+        if args.seeds:
+            raise InputError("--process", "draws one scene's process; leave out --seeds")
         check_animation_path(args.process, "--process")
     sd = load_sd15(args.checkpoint, args.model, torch.float16 if args.half else torch.float32).to(args.device)
     apply_concepts(sd, applied)
@@ -112,14 +118,18 @@ def cmd_generate(args) -> int:
         progress(step, total)
         if args.process and (step % every == 0 or step == total):
             frames.append(decode(sd, x0)[0])
-    scene = make_scene(sd, word, settings, style=args.style, detail=args.detail, trigger_words=triggers, kb=knowledge(),
-                       negative=args.negative, on_step=on_step,
-                       parameters={"concepts": [{"file": str(c.path), "strength_model": s, "strength_clip": sc}
-                                                for c, s, sc in applied]})
+    options = dict(style=args.style, detail=args.detail, trigger_words=triggers, kb=knowledge(), negative=args.negative,
+                   on_step=on_step, parameters={"concepts": [{"file": str(c.path), "strength_model": s, "strength_clip": sc}
+                                                             for c, s, sc in applied]})
+    if args.seeds:
+        scene = make_seed_sheet(sd, word, settings, args.seeds, **options)
+    else:
+        scene = make_scene(sd, word, settings, **options)
     if args.process:
         save_animation(frames, args.process)
     if out is None:
-        out = write_numbered(default_name(word, args.seed), lambda path: scene.save(path, input_name="--out"))
+        label = f"{args.seeds[0]}-{args.seeds[-1]}" if args.seeds else args.seed
+        out = write_numbered(default_name(word, label), lambda path: scene.save(path, input_name="--out"))
     else:
         scene.save(out, overwrite=args.overwrite, input_name="--out")
     print(f"wrote {out} ({scene.image.width}x{scene.image.height}) prompt: {scene.prompt!r}")

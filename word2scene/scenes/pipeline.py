@@ -5,6 +5,7 @@ here, so a prompt, a seed and a model give the same image whichever of them asks
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Callable
 from PIL import Image
 
 from ..concepts.file import DEFAULT_TRIGGER_WORDS
+from ..errors import InputError
 from ..imagery import save_png
 from ..prompts.expander import Expansion, expand
 from ..prompts.knowledge import KnowledgeBase
+from .render import grid
 from .sampling import decode, sample, SamplingSettings
 
 
@@ -70,3 +73,20 @@ def make_scenes(sd, jobs: list[tuple[str, int]], settings: SamplingSettings, *, 
                         "style": style, **(parameters or {})}
             scenes[k] = Scene(image, jobs[k][0], expansions[k].positive, own, recorded)
     return scenes
+
+
+MAX_SHEET_SEEDS = 64
+
+
+def make_seed_sheet(sd, words: str, settings: SamplingSettings, seeds: list[int], **options) -> Scene:
+    """The scenes of `words` for each of `seeds` (each as make_scene draws it), tiled row by
+    row in a near-square grid without gaps: how varied and how stable the model is for one
+    prompt. The sheet's PNG records the seeds in order."""
+    if not seeds or len(seeds) > MAX_SHEET_SEEDS or len(set(seeds)) != len(seeds):
+        raise InputError("seeds", f"{len(seeds)} seeds{' (some repeated)' if len(set(seeds)) != len(seeds) else ''}; "
+                                  f"give 1 to {MAX_SHEET_SEEDS} different seeds")
+    scenes = make_scenes(sd, [(words, seed) for seed in seeds], settings, **options)
+    columns = math.ceil(math.sqrt(len(seeds)))
+    first = scenes[0]
+    recorded = {**first.parameters, "seed": None, "seeds": list(seeds), "columns": columns}
+    return Scene(grid([s.image for s in scenes], columns, pad=0), first.word, first.prompt, first.settings, recorded)
