@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from word2scene.errors import InputError
 from word2scene.models.ldm_configs import checkpoint_configs, ldm_configs
+from word2scene.models.sd15 import check_shipped
 from . import comfy_bridge
 from .categories import SAMPLING
 
@@ -32,6 +33,7 @@ class MiniLoader:
 
     def load(self, model_name):
         path = comfy_bridge.model_path(model_name)
+        check_shipped(path, "model_name")  # ComfyUI's reader below would load a damaged shipped copy as it is
         configs = checkpoint_configs(path, "model_name")
         if configs is None:
             raise InputError("model_name", f"{model_name} records no Word2Scene configs: it is a full-size "

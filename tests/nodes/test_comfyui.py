@@ -425,3 +425,23 @@ def test_training_on_the_shipped_mini_model_in_a_fresh_install(fresh_server):
     mini["6"]["inputs"]["steps"] = 3
     again = fresh_server.run_prompt(mini)
     assert again["status"]["status_str"] == "success", again["status"]
+
+
+@pytest.mark.skipif(not SCENES.is_dir(), reason=f"shared data not found at {SCENES}")
+def test_evaluate_uses_the_shipped_classifier_and_names_it(fresh_server):
+    from word2scene.evaluation.extractors import shipped_classifier
+
+    if shipped_classifier() is None:
+        pytest.skip("this copy of the pack has no shipped classifier (word2scene/assets/classifier)")
+    features = fresh_server.get("/object_info/W2S_Evaluate")["W2S_Evaluate"]["input"]["required"]["features"][0]
+    assert features[0] == "aid-scene-cnn.safetensors"
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 0x336644}},
+              "2": {"class_type": "W2S_Evaluate", "inputs": {
+                  "images": ["1", 0], "reference_folder": str(SCENES), "concept": "airport", "features": features[0],
+                  "fid_features": "(same as features)"}}}
+    entry = fresh_server.run_prompt(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [text] = entry["outputs"]["2"]["text"]
+    assert re.search(r"GSHPS \[scene-cnn 64 px \(aid-scene-cnn\.safetensors, sha256 [0-9a-f]{12}\)\]", text), text
+    assert "Feature network check: scene-cnn 64 px (aid-scene-cnn.safetensors" in text
+    assert "**Warning:** FID from 3 images is not a measurement" in text

@@ -63,6 +63,9 @@ def stub_comfy(monkeypatch):
     folder_paths.get_filename_list = lambda key: []
     folder_paths.get_folder_paths = lambda key: []
     folder_paths.get_full_path = lambda key, name: None
+    for kind in ("input", "output", "temp"):
+        setattr(folder_paths, f"get_{kind}_directory", lambda kind=kind: f"/comfy-stub/{kind}")
+    folder_paths.models_dir, folder_paths.base_path = "/comfy-stub/models", "/comfy-stub"
     comfy = types.ModuleType("comfy")
     samplers = types.ModuleType("comfy.samplers")
     samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "ddim"], SCHEDULERS=["normal", "ddim_uniform"])
@@ -254,3 +257,16 @@ def test_fingerprints_change_with_the_files_read_by_name(pack, tmp_path):
     assert missing != missing  # NaN: never equal, always re-run (the node then names the problem)
     for node_id in ("W2S_ConceptLoader", "W2S_MiniLoader", "W2S_StrengthGrid", "W2S_Evaluate", "W2S_TrainConcept"):
         assert "IS_CHANGED" in vars(pack.NODE_CLASS_MAPPINGS[node_id]), node_id
+
+
+def test_mini_loader_refuses_a_damaged_shipped_model(pack, stub_comfy, monkeypatch):
+    """The shipped file is checked against its recorded sha256 before ComfyUI reads it."""
+    from word2scene.errors import InputError
+    from word2scene.models import sd15
+
+    monkeypatch.setattr(sd15, "file_sha256", lambda path: "0" * 64)
+    with pytest.raises(InputError) as caught:
+        pack.NODE_CLASS_MAPPINGS["W2S_MiniLoader"]().load("word2scene-mini.safetensors")
+    message = str(caught.value)
+    assert message.startswith("model_name: word2scene-mini.safetensors (shipped with Word2Scene) is damaged"), message
+    assert str(sd15.MINI_FOLDER) not in message
