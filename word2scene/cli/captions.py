@@ -5,6 +5,7 @@ import sys
 
 from ..captions.proposals import ProposalSettings, propose
 from ..captions.review import apply_review, FORMATS, write_review
+from ..evaluation.extractors import shipped_classifier
 from ..files import check_output, check_writable
 from .common import count, knowledge, name_inputs, split_arg
 
@@ -19,9 +20,9 @@ def add_commands(sub) -> None:
                         "images' captions, or a local image-to-text model) and the scene class (the scene "
                         "classifier), each with its source and confidence, all pending review.")
     p.add_argument("dataset", help="images to caption: class folders, captions.jsonl, kohya folders or a plain folder")
-    p.add_argument("--classifier", required=True, metavar="FILE",
+    p.add_argument("--classifier", default=shipped_classifier(), metavar="FILE",
                    help="a scene classifier from `classifier train` (scene level, and the features tags and "
-                        "neighbours use)")
+                        "neighbours use; default: the pack's shipped aid-scene-cnn.safetensors)")
     p.add_argument("--out", required=True, help="review file to write (.yaml)")
     p.add_argument("--from", dest="captioned", metavar="DATASET",
                    help="captioned images the tagger and the neighbours learn from (default: DATASET's own)")
