@@ -285,3 +285,19 @@ def test_a_state_of_a_run_from_another_init_is_refused_by_name(handful, tmp_path
         pretrain(handful, tmp_path / "b.safetensors", cfg, init=two, resume=state)
     with pytest.raises(InputError, match=r"was trained on the base model init one.safetensors .*, not on random weights"):
         pretrain(handful, tmp_path / "b.safetensors", cfg, resume=state)
+
+
+def test_the_patch_code_keeps_each_patch_colour_and_is_reproducible():
+    from word2scene.training.base_model import CHROMA_GAIN, PatchCode
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    a, b = PatchCode(pixels, seed=3), PatchCode(pixels, seed=3)
+    assert torch.equal(a.basis, b.basis) and a.basis.shape == (4, 192)
+    flat = torch.zeros(1, 3, 16, 16)
+    flat[:, 0], flat[:, 1], flat[:, 2] = 0.5, 0.1, -0.3  # one colour everywhere, in [-1, 1]
+    code = a(flat)
+    assert code.shape == (1, 4, 2, 2)
+    grey = (0.5 + 0.1 - 0.3) / 3
+    expected = torch.tensor([grey, CHROMA_GAIN * (0.5 - grey), CHROMA_GAIN * (-0.3 - grey)]) * 8
+    assert torch.allclose(code[0, :3, 0, 0], expected, atol=1e-5)
+    assert abs(float(code[0, 3, 0, 0])) < 1e-4  # nothing but colour: the texture component is zero

@@ -102,6 +102,11 @@ class PretrainConfig:
                                   help="extra L1 weight on the image averaged over 8 x 8 pixels (colour and layout, "
                                        "what one latent pixel stands for)")
     kl_weight: float = option(1e-6, min=0.0, max=1.0, help="weight of the VAE's KL term")
+    latent_code_weight: float = option(1.0, min=0.0, max=1000.0,
+                                       help="MSE weight pulling the VAE's latent towards a linear code of each 8 x 8 "
+                                            "RGB patch (its mean colour and the leading principal component of the "
+                                            "rest, fitted on the images at the start): colour and layout kept from "
+                                            "the first step, which the VAE then improves on; 0 = off")
     vae_precision: str = option("bf16", choices=PRECISIONS,
                                 help="VAE phase arithmetic: bf16 autocast (measured 1.9x faster per step on a "
                                      "2-core AMX CPU, bench/bench_pretrain.py) or fp32")
@@ -177,6 +182,7 @@ class _Run:
         self.losses: dict[str, list[float]] = {"vae": [], "unet": []}
         self.latent_scale: float | None = None
         self.last_state: Path | None = None
+        self.patch_code: PatchCode | None = None  # the VAE's latent target (latent_code_weight)
 
     def state_path(self) -> Path:
         return self.out.with_name(f"{self.out.stem}.pretrain-{self.vae_step:06d}-{self.unet_step:06d}.pt")
@@ -221,6 +227,41 @@ class _Run:
         self.latent_scale = state["latent_scale"]
 
 
+CHROMA_GAIN = 4.0
+
+
+class PatchCode:
+    """A linear code of an SD1.5-layout latent's size for 8 x 8 RGB patches (pixels in [-1, 1]):
+    the patch's mean luminance and its two colour differences (amplified; x 8, the norm of a
+    unit-mean patch), then the
+    leading principal components of what is left (fitted on `samples` patches drawn with
+    `seed`). It keeps each patch's colour exactly, which a code learned from scratch loses
+    first (AID's colours are muted: luminance texture dominates any squared error)."""
+
+    def __init__(self, pixels: np.ndarray, k: int = 4, samples: int = 20000, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        n, h, w = pixels.shape[:3]
+        i, y, x = rng.integers(0, n, samples), rng.integers(0, h // 8, samples) * 8, rng.integers(0, w // 8, samples) * 8
+        patches = np.stack([pixels[a, b:b + 8, c:c + 8] for a, b, c in zip(i, y, x)]).astype(np.float64) / 127.5 - 1
+        patches = patches.transpose(0, 3, 1, 2).reshape(samples, 3, 64)  # as F.unfold orders them: C x 8 x 8
+        rest = (patches - patches.mean(2, keepdims=True)).reshape(samples, -1)
+        _, _, vt = np.linalg.svd(rest - rest.mean(0), full_matrices=False)
+        texture = vt[:k - 3] * np.sign(vt[:k - 3].sum(1, keepdims=True) + 1e-12)  # a fixed sign: reproducible
+        # luminance and two colour differences (red and blue minus luminance), x CHROMA_GAIN:
+        # AID's colour differences are a few percent of the luminance, and a latent that
+        # carries them that small is decoded grey (measured)
+        opponent = np.array([[1 / 3, 1 / 3, 1 / 3], [2 / 3, -1 / 3, -1 / 3], [-1 / 3, -1 / 3, 2 / 3]])
+        opponent[1:] *= CHROMA_GAIN
+        means = np.kron(opponent, np.full((1, 64), 1 / 8))  # 3 x 192 on patch means, x 8
+        self.basis = torch.from_numpy(np.concatenate([means, texture])).float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """B x 3 x H x W in [-1, 1] -> B x k x H/8 x W/8."""
+        b, _, h, w = x.shape
+        code = self.basis.to(x.device) @ F.unfold(x.float(), 8, stride=8)  # B x k x L
+        return code.view(b, -1, h // 8, w // 8)
+
+
 def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
     """One VAE step on random crops of both looks: L1 + MSE reconstruction, L1 on colour, a small KL."""
     cfg, vae = run.cfg, run.sd.vae
@@ -237,6 +278,7 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
         crops.append(dihedral(crop, k))
     device = run.sd.device
     x = pixels_to_tensor(np.stack(crops)).to(device)
+    code = run.patch_code(x) if cfg.latent_code_weight else None
     noise = torch.randn((len(x), 4, cfg.vae_crop // 8, cfg.vae_crop // 8), generator=g).to(device)
     with autocast(cfg.vae_precision, device):
         dist = vae.encode(x).latent_dist
@@ -249,6 +291,8 @@ def vae_step(run: _Run, pixels: np.ndarray, step: int) -> float:
     pooled = F.l1_loss(F.avg_pool2d(recon, 8), F.avg_pool2d(x, 8))
     loss = (F.l1_loss(recon, x) + F.mse_loss(recon, x) + cfg.chroma_weight * chroma + cfg.pooled_weight * pooled
             + cfg.kl_weight * kl)
+    if code is not None:
+        loss = loss + cfg.latent_code_weight * F.mse_loss(dist.mean.float(), code)
     for group in run.vae_opt.param_groups:
         group["lr"] = _lr(step, cfg.vae_learning_rate, cfg.warmup_steps, cfg.vae_steps, cfg.lr_decay)
     run.vae_opt.zero_grad(set_to_none=True)
@@ -456,6 +500,8 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
     samples, arrays, skipped = load_images(samples, cfg.resolution)
     pixels = np.stack(arrays)
     del arrays
+    if cfg.latent_code_weight and run.vae_step < cfg.vae_steps:
+        run.patch_code = PatchCode(pixels, seed=cfg.seed)
     t0, start = time.perf_counter(), (run.vae_step, run.unet_step)
 
     def report(phase, step, total, loss, begun):
@@ -483,6 +529,9 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
                 run.save_state()
             stop_if_asked()
     sd.vae.eval().requires_grad_(False)
+    with torch.no_grad():  # the VAE as the checkpoint stores it (fp16): the latents of the shipped VAE, and
+        for p in sd.vae.parameters():  # a second stage that loads this checkpoint finds the same latent cache
+            p.copy_(p.half().float())
     shifted = np.stack([np.asarray(old_photo(Image.fromarray(p))) for p in pixels])
     del pixels
     mean, std = cached_latents(sd.vae, shifted, out, data_hash, cfg.resolution)
