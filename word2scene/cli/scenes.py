@@ -11,7 +11,7 @@ from ..prompts.expander import expand
 from ..scenes.heatmaps import check_explainable, explain_image, generate_with_heatmaps, parse_timesteps
 from ..scenes.pipeline import make_scene, make_seed_sheet, scene_prompt
 from ..scenes.render import check_animation_path, grid, mask_image, overlay, save_animation
-from ..scenes.sampling import decode, SamplingSettings
+from ..scenes.sampling import decode, SAMPLERS, SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths, strength_grid
 from ..errors import InputError
 from ..files import (check_output, check_output_folder, check_writable, file_set, output_lock, write_numbered,
@@ -29,6 +29,8 @@ def add_commands(sub) -> None:
     add_concept_args(g)
     g.add_argument("--steps", type=whole_number, default=30)
     g.add_argument("--cfg", type=float, default=7.0)
+    g.add_argument("--sampler", default="ddim", choices=tuple(SAMPLERS),
+                   help="ddim (the paper's) or dpmpp_2m (DPM-Solver++(2M), good in fewer steps)")
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=whole_number, default=0)
     seeds.add_argument("--seeds", type=seed_list, metavar="LIST",
@@ -97,7 +99,8 @@ def cmd_generate(args) -> int:
     word = args.word.strip()
     if not word:
         raise InputError("word", "is empty; give a scene word such as airport")
-    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, **image_size(args)).check()
+    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, sampler=args.sampler,
+                                **image_size(args)).check()
     applied = load_concepts(args)
     out = Path(args.out) if args.out else None  # None: a new numbered name, chosen when the image is written
     if out is not None:
