@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from word2scene.errors import InputError
 from word2scene.models.ldm_configs import checkpoint_configs, ldm_configs
-from word2scene.models.sd15 import check_shipped
+from word2scene.models.weight_files import check_shipped
 from . import comfy_bridge
 from .categories import SAMPLING
 

@@ -5,8 +5,11 @@ from word2scene.errors import InputError
 from word2scene.models.sd15 import load_sd15
 from word2scene.prompts.knowledge import cached_knowledge
 from word2scene.settings import node_input
-from word2scene.training.lora import (TrainConfig, TrainingInterrupted, blank_preview, concept_output_path, list_states,
-                                      loss_curve, train)
+from word2scene.scenes.render import loss_curve
+from word2scene.training.config import TrainConfig
+from word2scene.training.lora import list_states, train
+from word2scene.training.outputs import blank_preview, concept_output_path
+from word2scene.training.states import TrainingInterrupted
 from word2scene.training.reruns import finished_run, next_free_name
 from . import comfy_bridge
 from .categories import TRAINING

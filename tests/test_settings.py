@@ -9,7 +9,7 @@ from word2scene.errors import InputError
 from word2scene.scenes.sampling import SamplingSettings
 from word2scene.settings import add_arguments, check_ranges, flags, from_arguments, node_input
 from word2scene.training.base_model import PretrainConfig
-from word2scene.training.lora import TrainConfig
+from word2scene.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("cls", [TrainConfig, PretrainConfig])

@@ -168,6 +168,19 @@ def training_captions(trigger_words: list[str], sample: Sample) -> list[str]:
     return [training_caption(trigger_words, sample, k) for k in range(max(1, len(sample.captions)))]
 
 
+def tag_frequency(trigger_words: list[str], samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """kohya's ss_tag_frequency of a training on `samples`: per image folder, each tag (a
+    comma-separated part of a training caption, in lower case) with the number of images
+    whose training captions have it (an image counts once, whatever its captions and repeats)."""
+    counts: dict[str, dict[str, int]] = {}
+    for s in samples:
+        tags = {t.strip().lower() for text in training_captions(trigger_words, s) for t in text.split(",") if t.strip()}
+        folder = counts.setdefault(s.image.parent.name, {})
+        for tag in tags:
+            folder[tag] = folder.get(tag, 0) + 1
+    return {name: dict(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))) for name, tags in sorted(counts.items())}
+
+
 def dataset_hash(samples: list[Sample]) -> str:
     """sha256 over (file name, size, concept, caption, repeats): changes when the data does."""
     h = hashlib.sha256()

@@ -66,6 +66,17 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, input_name: s
     return path
 
 
+def check_safetensors(path: str | os.PathLike, what: str, input_name: str = "out") -> Path:
+    """`path` when it ends in .safetensors (any case), else an error naming the input, the
+    file and what such files are (`what`, e.g. "concept files are safetensors"): the one
+    check of every weights file the project writes (concepts, checkpoints, classifiers) and of
+    the concept reader, which never unpickles a .ckpt or .pt."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise InputError(input_name, f"{path.name} is not a .safetensors file; {what}")
+    return path
+
+
 def check_output_folder(folder: str | os.PathLike, input_name: str = "out") -> Path:
     """Refuse an output folder path that holds something other than a folder (a file, FIFO,
     device)."""

@@ -94,7 +94,14 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def dihedral(array: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 symmetries of the square (k in 0-7) of an H x W (x C) array."""
-    out = np.rot90(array, k % 4, axes=(0, 1))
-    return np.ascontiguousarray(out[:, ::-1] if k >= 4 else out)
+def dihedral(x, k: int, axes: tuple[int, int] = (0, 1)):
+    """One of the 8 symmetries of the square (k in 0-7): k % 4 quarter turns from the first of
+    `axes` towards the second, then for k >= 4 a mirror along the second. An H x W (x C)
+    numpy array by default (a contiguous array back), or, with axes (-2, -1), a torch tensor
+    ... x H x W such as latents B x 4 x H/8 x W/8 (a tensor back): images and latents turn
+    the same way."""
+    if isinstance(x, np.ndarray):
+        out = np.rot90(x, k % 4, axes=axes)
+        return np.ascontiguousarray(np.flip(out, axes[1]) if k >= 4 else out)
+    out = x.rot90(k % 4, axes)
+    return out.flip(axes[1]) if k >= 4 else out

@@ -11,7 +11,7 @@ from PIL import Image
 
 from word2scene.captions.review import MANIFEST, dataset_seal
 from word2scene.cli import main
-from word2scene.models.sd15 import file_sha256
+from word2scene.models.weight_files import file_sha256
 
 
 def _entry(folder, file, label="airport", decision="adopt"):

@@ -40,6 +40,35 @@ def test_file_is_kohya_format_with_kohya_and_modelspec_metadata(tiny, tmp_path):
     assert len(meta["sshs_model_hash"]) == 64
 
 
+def test_kohya_training_keys_read_back_from_a_kohya_file(tiny, tmp_path):
+    concept = make_concept(model_shapes(tiny))
+    path = tmp_path / "k.safetensors"
+    frequency = {"10_airport": {"airport": 12, "runway": 5}}
+    save_file(concept.state_dict(), str(path), metadata={
+        "ss_max_train_steps": "1200", "ss_epoch": "6", "ss_optimizer": "bitsandbytes.optim.adamw.AdamW8bit",
+        "ss_lr_scheduler": "cosine", "ss_lr_warmup_steps": "50", "ss_mixed_precision": "fp16",
+        "ss_noise_offset": "None", "ss_min_snr_gamma": "5.0", "ss_batch_size_per_device": "2",
+        "ss_tag_frequency": json.dumps(frequency)})
+    info = read_concept(path).info
+    facts = info.training
+    assert (facts.steps, facts.epochs, facts.warmup_steps, facts.batch_size) == (1200, 6, 50, 2)
+    assert facts.optimizer == "bitsandbytes.optim.adamw.AdamW8bit" and facts.lr_scheduler == "cosine"
+    assert facts.mixed_precision == "fp16" and facts.noise_offset is None and facts.min_snr_gamma == 5.0
+    assert info.tag_frequency == frequency
+    # saved again, the facts and frequencies stay
+    save_concept(read_concept(path), tmp_path / "again.safetensors")
+    with safe_open(str(tmp_path / "again.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["ss_optimizer"] == "bitsandbytes.optim.adamw.AdamW8bit" and meta["ss_steps"] == "1200"
+    assert json.loads(meta["ss_tag_frequency"]) == frequency and "ss_noise_offset" not in meta
+
+
+def test_a_concept_without_known_data_claims_no_tag_frequency(tiny, tmp_path):
+    path = save_concept(make_concept(model_shapes(tiny)), tmp_path / "c.safetensors")
+    with safe_open(str(path), "pt") as f:
+        assert "ss_tag_frequency" not in f.metadata()
+
+
 def test_never_overwrites_unless_asked(tiny, tmp_path):
     concept = make_concept(model_shapes(tiny))
     path = save_concept(concept, tmp_path / "c.safetensors")

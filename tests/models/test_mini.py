@@ -17,7 +17,7 @@ from word2scene.concepts.file import read_concept
 from word2scene.concepts.keys import kohya_name
 from word2scene.concepts.patching import apply_concepts
 from word2scene.errors import InputError
-from word2scene.models import sd15
+from word2scene.models import sd15, weight_files
 from word2scene.models.sd15 import MINI_CHECKPOINT, MINI_CONCEPT, MINI_CONCEPT_11, load_sd15
 from word2scene.prompts.knowledge import load_knowledge
 from word2scene.training.base_model import PRETRAIN_METADATA_KEY
@@ -123,7 +123,7 @@ def test_a_damaged_mini_file_is_named_in_the_error(tmp_path, monkeypatch, damage
 
 def test_the_manifest_records_every_shipped_file_and_matches_it():
     folder = MINI_CHECKPOINT.parent
-    recorded = sd15.shipped_sums()
+    recorded = weight_files.shipped_sums()
     assert sorted(recorded) == sorted(p.name for p in folder.glob("*.safetensors"))
     for name, digest in recorded.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
@@ -136,7 +136,7 @@ def test_a_byte_corrupted_shipped_file_of_the_right_length_is_refused_once_per_v
 
     folder = tmp_path / "mini"
     shutil.copytree(MINI_CHECKPOINT.parent, folder)
-    monkeypatch.setattr(sd15, "MINI_FOLDER", folder)
+    monkeypatch.setattr(weight_files, "MINI_FOLDER", folder)
     monkeypatch.setattr(sd15, "MINI_CHECKPOINT", folder / MINI_CHECKPOINT.name)
     monkeypatch.setattr(common, "MINI_CONCEPT", folder / MINI_CONCEPT.name)
     args = build_parser().parse_args(["generate", "airport"])
@@ -153,10 +153,10 @@ def test_a_byte_corrupted_shipped_file_of_the_right_length_is_refused_once_per_v
         load_sd15(checkpoint=folder / "linked.safetensors")
     for path in (folder / MINI_CHECKPOINT.name, folder / MINI_CONCEPT.name):
         shutil.copy(MINI_CHECKPOINT.parent / path.name, path)  # a new version of the file: checked again, and good
-    hashed = sd15._file_sha256.cache_info().misses
+    hashed = weight_files._file_sha256.cache_info().misses
     load_sd15(model="mini")
     load_sd15(model="mini")
-    assert sd15._file_sha256.cache_info().misses == hashed + 1  # once per version of the file, not per load
+    assert weight_files._file_sha256.cache_info().misses == hashed + 1  # once per version of the file, not per load
     os.unlink(folder / "linked.safetensors")
     (folder / "SHA256SUMS").write_text((folder / "SHA256SUMS").read_text().replace(MINI_CONCEPT.name, "other"))
     with pytest.raises(InputError, match=r"^--model: word2scene-mini-c.safetensors is not listed in .*SHA256SUMS"):

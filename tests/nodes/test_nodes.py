@@ -262,11 +262,11 @@ def test_fingerprints_change_with_the_files_read_by_name(pack, tmp_path):
 def test_mini_loader_refuses_a_damaged_shipped_model(pack, stub_comfy, monkeypatch):
     """The shipped file is checked against its recorded sha256 before ComfyUI reads it."""
     from word2scene.errors import InputError
-    from word2scene.models import sd15
+    from word2scene.models import weight_files
 
-    monkeypatch.setattr(sd15, "file_sha256", lambda path: "0" * 64)
+    monkeypatch.setattr(weight_files, "file_sha256", lambda path: "0" * 64)
     with pytest.raises(InputError) as caught:
         pack.NODE_CLASS_MAPPINGS["W2S_MiniLoader"]().load("word2scene-mini.safetensors")
     message = str(caught.value)
     assert message.startswith("model_name: word2scene-mini.safetensors (shipped with Word2Scene) is damaged"), message
-    assert str(sd15.MINI_FOLDER) not in message
+    assert str(weight_files.MINI_FOLDER) not in message

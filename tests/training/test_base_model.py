@@ -88,7 +88,7 @@ def test_pretrain_cli_and_its_input_checks(handful, tmp_path, capsys):
 
 
 def test_a_second_stage_starts_from_a_checkpoint_keeps_its_vae_and_trains_the_text_encoder(handful, tmp_path):
-    from word2scene.models.sd15 import file_sha256
+    from word2scene.models.weight_files import file_sha256
 
     first = pretrain(handful, tmp_path / "s1.safetensors",
                      PretrainConfig(**{**QUICK, "text_learning_rate": 0.0, "save_every": 0}))
@@ -176,7 +176,8 @@ def test_pretrain_names_a_device_this_machine_lacks(handful, tmp_path):
 def test_a_bad_init_is_blamed_on_init(handful, tmp_path, tiny, capsys):
     from safetensors.torch import save_file
 
-    from word2scene.models.sd15 import read_state_dict, save_single_file
+    from word2scene.models.sd15 import save_single_file
+    from word2scene.models.weight_files import read_state_dict
 
     quick = ["--model", "tiny", "--vae-steps", "0", "--steps", "1", "--batch", "2", "--resolution", "64", "--vae-crop",
              "32", "--save-every", "0"]

@@ -16,8 +16,12 @@ from word2scene.datasets import scan_dataset, training_caption
 from word2scene.errors import InputError
 from word2scene.prompts.knowledge import load_knowledge
 from word2scene.models.sd15 import build_tiny
-from word2scene.training.lora import (TrainConfig, TrainingError, concept_output_path, denoising_loss, list_states,
-                                      loss_curve, train)
+from word2scene.training.adapters import lora_parameters
+from word2scene.training.config import TrainConfig
+from word2scene.training.lora import list_states, train
+from word2scene.training.objective import denoising_loss
+from word2scene.training.outputs import concept_output_path
+from word2scene.training.states import TrainingError, TrainingInterrupted
 
 RS = SHARED / "data" / "rs_scenes"
 pytestmark = pytest.mark.skipif(not RS.is_dir(), reason=f"shared data not found at {RS}")
@@ -184,10 +188,10 @@ def test_rs_image_formats(tmp_path):
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(one_class, tmp_path, kb, monkeypatch):
-    import word2scene.training.lora as training
+    import word2scene.models.diffusion as objective
 
     calls = {"n": 0}
-    real = training.F.mse_loss
+    real = objective.F.mse_loss
 
     class PoisonedF:
         def __getattr__(self, name):
@@ -199,7 +203,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(one_class, tm
             out = real(*args, **kwargs)
             return out * float("nan") if calls["n"] > 5 else out
 
-    monkeypatch.setattr(training, "F", PoisonedF())
+    monkeypatch.setattr(objective, "F", PoisonedF())
     with pytest.raises(TrainingError, match="loss became nan at step 6.*a.state-000004.pt"):
         train(build_tiny(), one_class, tmp_path / "a.safetensors", TrainConfig(steps=10, save_every=2, **FAST), kb=kb)
     assert [p.name for p in list_states(tmp_path / "a.safetensors")] == ["a.state-000002.pt", "a.state-000004.pt"]
@@ -284,13 +288,7 @@ def test_cli_train_writes_concept_loss_curve_and_previews(one_class, tmp_path, c
     assert main(["train", "--model", "tiny", str(one_class), "--out", str(tmp_path / "x.safetensors"), "--resolution", "96"]) == 2
 
 
-def test_loss_curve_draws_something():
-    image = np.asarray(loss_curve([1.0, 0.8, 0.9, 0.5, 0.4]))
-    assert image.shape == (256, 512, 3) and (image[..., 2] > 100).sum() > 100 and (image < 250).any()
-
-
 def test_stop_request_leaves_a_resumable_checkpoint(one_class, tmp_path, kb):
-    from word2scene.training.lora import TrainingInterrupted
 
     calls = {"n": 0}
 
@@ -311,7 +309,6 @@ def test_bf16_mixed_precision_keeps_lora_in_fp32(one_class, tmp_path, kb):
     sd = build_tiny()
     result = train(sd, one_class, tmp_path / "bf16.safetensors", TrainConfig(steps=3, mixed_precision="bf16", **FAST), kb=kb)
     assert sd.unet.conv_in.weight.dtype == torch.bfloat16
-    from word2scene.training.lora import lora_parameters
     assert {p.dtype for _, p in lora_parameters(sd)} == {torch.float32}
     assert all(np.isfinite(result.losses)) and read_concept(tmp_path / "bf16.safetensors").info.training.steps == 3
 
@@ -414,6 +411,34 @@ def test_concept_records_base_checkpoint_sha256_name_and_whole_config(one_class,
     assert (info.base_model_name, info.base_model_hash) == ("tiny:0", "")
 
 
+def test_concept_carries_the_kohya_keys_of_its_training_from_the_one_config(one_class, tmp_path, kb):
+    from safetensors import safe_open
+
+    cfg = TrainConfig(steps=2, batch_size=2, grad_accumulation=2, lr_scheduler="cosine", warmup_steps=1,
+                      noise_offset=0.05, min_snr_gamma=5.0, caption_dropout=0.1, **FAST)
+    train(build_tiny(), one_class, tmp_path / "c.safetensors", cfg, kb=kb)
+    with safe_open(str(tmp_path / "c.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["ss_optimizer"] == "torch.optim.adamw.AdamW" and meta["ss_lr_scheduler"] == "cosine"
+    assert meta["ss_lr_warmup_steps"] == "1" and meta["ss_mixed_precision"] == "no"
+    assert meta["ss_noise_offset"] == "0.05" and meta["ss_min_snr_gamma"] == "5.0"
+    assert meta["ss_caption_dropout_rate"] == "0.1" and meta["ss_max_grad_norm"] == "1.0"
+    assert meta["ss_batch_size_per_device"] == "2" and meta["ss_gradient_accumulation_steps"] == "2"
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "4" and meta["ss_network_module"] == "networks.lora"
+    assert meta["ss_resolution"] == "(64, 64)" and meta["ss_learning_rate"] == "0.001" and meta["ss_seed"] == "0"
+    assert meta["ss_max_train_steps"] == meta["ss_steps"] == "2"
+    assert meta["ss_epoch"] == meta["ss_num_epochs"] == "1"  # 2 steps x 2 micro-batches x 2 images of 8
+    # the data's real tag frequencies: per image folder, the images whose training captions have each tag
+    tags = json.loads(meta["ss_tag_frequency"])
+    assert list(tags) == ["airport"] and tags["airport"]["gs"] == tags["airport"]["airport"] == 8
+    captions = [json.loads(line)["caption"] for line in (one_class / "captions.jsonl").read_text().splitlines()]
+    first = captions[0].rstrip(". ").strip().lower()
+    assert tags["airport"][first] == sum(c.rstrip(". ").strip().lower() == first for c in captions)
+    info = read_concept(tmp_path / "c.safetensors").info
+    assert info.training.optimizer == "torch.optim.adamw.AdamW" and info.training.noise_offset == 0.05
+    assert info.tag_frequency == tags
+
+
 def test_save_every_epoch_writes_a_concept_per_epoch(one_class, tmp_path, kb):
     cfg = TrainConfig(epochs=3, batch_size=4, save_every_epoch=True, **FAST)  # 8 images: 2 steps an epoch
     result = train(build_tiny(), one_class, tmp_path / "e.safetensors", cfg, kb=kb)
@@ -427,9 +452,9 @@ def test_save_every_epoch_writes_a_concept_per_epoch(one_class, tmp_path, kb):
 
 
 def test_a_failed_final_save_keeps_the_concept_beside_or_in_the_temp_folder(one_class, tmp_path, kb, monkeypatch):
-    import word2scene.training.lora as lora
+    import word2scene.training.outputs as outputs
 
-    real_save = lora.save_concept
+    real_save = outputs.save_concept
     refused = []
 
     def full_disk(concept, path, overwrite=False):  # the output cannot be written; anywhere else can
@@ -437,7 +462,7 @@ def test_a_failed_final_save_keeps_the_concept_beside_or_in_the_temp_folder(one_
             raise InputError("out", f"could not write {path}: No space left on device")
         return real_save(concept, path, overwrite=overwrite)
 
-    monkeypatch.setattr(lora, "save_concept", full_disk)
+    monkeypatch.setattr(outputs, "save_concept", full_disk)
     cfg = TrainConfig(steps=3, save_every=0, **FAST)
     with pytest.raises(InputError, match=r"^out: could not write .*k\.safetensors: No space left on device; the "
                                          r"trained weights are kept in .*k\.kept-1\.safetensors"):
@@ -495,7 +520,6 @@ def test_a_state_from_another_base_model_is_refused_by_name(one_class, tmp_path,
     a = save_single_file(build_tiny(), tmp_path / "a.safetensors")
     b = save_single_file(build_random(tiny_configs(), seed=5, name="tiny"), tmp_path / "b.safetensors")  # same shapes
     cfg = TrainConfig(steps=4, save_every=2, **FAST)
-    from word2scene.training.lora import TrainingInterrupted
 
     with pytest.raises(TrainingInterrupted):
         train(load_sd15(a), one_class, tmp_path / "s.safetensors", cfg, kb=kb, should_stop=lambda: True)

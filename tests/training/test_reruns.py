@@ -8,7 +8,8 @@ import pytest
 from conftest import SHARED
 from word2scene.models.sd15 import build_tiny
 from word2scene.prompts.knowledge import load_knowledge
-from word2scene.training.lora import TrainConfig, state_path_for, train
+from word2scene.training.config import TrainConfig
+from word2scene.training.lora import state_path_for, train
 from word2scene.training.reruns import finished_run, next_free_name
 
 RS = SHARED / "data" / "rs_scenes"

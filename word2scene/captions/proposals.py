@@ -24,7 +24,7 @@ from ..datasets import concept_word, Sample, scan_dataset
 from ..errors import InputError
 from ..evaluation.extractors import FeatureExtractor, load_extractor
 from ..imagery import IMAGE_SUFFIXES, open_image
-from ..models.sd15 import file_sha256
+from ..models.weight_files import file_sha256
 from ..prompts.mining import element_phrases, mine
 from ..settings import check_ranges, option
 

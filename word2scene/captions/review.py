@@ -28,7 +28,7 @@ import yaml
 from ..errors import InputError
 from ..evaluation.image_sets import class_key
 from ..files import check_output_folder, first_link, load_yaml, safe_relative_name, temp_name, write_text_atomic
-from ..models.sd15 import file_sha256
+from ..models.weight_files import file_sha256
 from .proposals import ImageProposals
 
 DECISIONS = ("pending", "adopt", "amend", "annihilate")

@@ -8,7 +8,10 @@ from typing import Callable, Iterator
 
 from ..models.sd15 import load_sd15
 from ..training.base_model import pretrain, PretrainConfig
-from ..training.lora import loss_curve, train, TrainConfig, TrainingError, TrainingInterrupted
+from ..scenes.render import loss_curve
+from ..training.config import TrainConfig
+from ..training.lora import train
+from ..training.states import TrainingError, TrainingInterrupted
 from ..files import check_output
 from ..imagery import save_png
 from ..settings import add_arguments, flags, from_arguments

@@ -18,9 +18,9 @@ from typing import Mapping
 
 import torch
 
-from ..models.sd15 import read_state_dict
+from ..models.weight_files import read_state_dict
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import atomic_path, check_safetensors
 from . import keys as lora_keys
 
 SCHEMA_VERSION = 1
@@ -56,14 +56,25 @@ class LoraWeights:
 
 @dataclass
 class TrainingFacts:
-    """How the concept was trained, where known."""
+    """How the concept was trained, where known: what kohya's ss_* keys carry (a trainer fills
+    them from its config; a kohya file's keys are read back into them)."""
     steps: int | None = None
     epochs: int | None = None
-    resolution: int | None = None
-    dataset_size: int | None = None
+    resolution: int | None = None  # pixels a side
+    dataset_size: int | None = None  # images
     dataset_hash: str | None = None
     learning_rate: float | None = None
     seed: int | None = None
+    optimizer: str | None = None  # the optimizer's class, e.g. torch.optim.adamw.AdamW
+    lr_scheduler: str | None = None  # diffusers' schedule name, e.g. constant
+    warmup_steps: int | None = None
+    batch_size: int | None = None  # images per step and process
+    gradient_accumulation: int | None = None  # micro-batches per optimizer step
+    mixed_precision: str | None = None  # no | fp16 | bf16
+    noise_offset: float | None = None
+    min_snr_gamma: float | None = None  # 0: unweighted
+    max_grad_norm: float | None = None  # 0: no clipping
+    caption_dropout: float | None = None  # fraction of captions replaced by the empty prompt
 
     def known(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -84,6 +95,9 @@ class ConceptInfo:
     recommended_strength: float = 1.0
     training: TrainingFacts = field(default_factory=TrainingFacts)
     training_config: dict = field(default_factory=dict)  # every training option, as the trainer saw it
+    # per image folder of the dataset: tag (a comma-separated part of a training caption) ->
+    # images whose captions have it; kohya's ss_tag_frequency
+    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
     source_format: str = "word2scene"
 
     @property
@@ -224,8 +238,36 @@ def concept_from_tensors(tensors: Mapping[str, torch.Tensor], metadata: Mapping[
                                        else "kohya" if kohya_layout else "diffusers"), lora)
 
 
-_KOHYA_FACTS = {"steps": ("max_train_steps", int), "epochs": ("epoch", int), "dataset_size": ("num_train_images", int),
-                "learning_rate": ("learning_rate", float), "seed": ("seed", int)}
+# TrainingFacts field -> (its kohya keys, read from the first; the value's type); resolution is
+# written apart, as kohya's "(512, 512)"
+_KOHYA_FACTS = {"steps": (("max_train_steps", "steps"), int), "epochs": (("epoch", "num_epochs"), int),
+                "dataset_size": (("num_train_images",), int), "learning_rate": (("learning_rate",), float),
+                "seed": (("seed",), int), "optimizer": (("optimizer",), str), "lr_scheduler": (("lr_scheduler",), str),
+                "warmup_steps": (("lr_warmup_steps",), int), "batch_size": (("batch_size_per_device",), int),
+                "gradient_accumulation": (("gradient_accumulation_steps",), int),
+                "mixed_precision": (("mixed_precision",), str), "noise_offset": (("noise_offset",), float),
+                "min_snr_gamma": (("min_snr_gamma",), float), "max_grad_norm": (("max_grad_norm",), float),
+                "caption_dropout": (("caption_dropout_rate",), float)}
+
+
+def _kohya_fact(metadata: Mapping[str, str], keys: tuple[str, ...], kind):
+    """A TrainingFacts value from a kohya key; None when absent, "None" or unreadable."""
+    text = metadata.get(KOHYA + keys[0])
+    if text is None or text == "None":
+        return None
+    try:
+        return text if kind is str else kind(float(text))
+    except ValueError:
+        return None
+
+
+def _tag_frequency(metadata: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """ss_tag_frequency as {folder: {tag: count}}; {} when absent or of another shape."""
+    value = _json(metadata, KOHYA + "tag_frequency", {})
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        return {}
+    return {str(folder): {str(t): int(c) for t, c in tags.items() if isinstance(c, (int, float))}
+            for folder, tags in value.items()}
 
 
 def _info_from_metadata(metadata: Mapping[str, str], name: str, lora: dict[str, LoraWeights], source_format: str) -> ConceptInfo:
@@ -249,23 +291,18 @@ def _info_from_metadata(metadata: Mapping[str, str], name: str, lora: dict[str, 
         known = {f for f in TrainingFacts.__dataclass_fields__}
         info.training = TrainingFacts(**{k: v for k, v in _json(metadata, META + "training", {}).items() if k in known})
     else:  # a plain kohya file: read what its ss_* keys say
-        def num(key, kind):
-            try:
-                return kind(float(metadata[key])) if key in metadata else None
-            except ValueError:
-                return None
-        info.training = TrainingFacts(**{field_name: num(KOHYA + key, kind) for field_name, (key, kind) in _KOHYA_FACTS.items()})
+        info.training = TrainingFacts(**{field_name: _kohya_fact(metadata, keys, kind)
+                                         for field_name, (keys, kind) in _KOHYA_FACTS.items()})
         info.base_model_name = metadata.get(KOHYA + "sd_model_name", "")
         info.base_model_hash = metadata.get(KOHYA + "new_sd_model_hash", "")
+    info.tag_frequency = _tag_frequency(metadata)
     return info
 
 
 def read_concept(path: str | os.PathLike, input_name: str = "concept") -> Concept:
     """Read and validate a concept (or any SD1.5 LoRA) .safetensors file."""
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise InputError(input_name, f"{path.name} is not a .safetensors file; concept files are safetensors "
-                                     "(pickled .ckpt/.pt LoRAs are never loaded)")
+    path = check_safetensors(path, "concept files are safetensors (pickled .ckpt/.pt LoRAs are never loaded)",
+                             input_name)
     tensors, metadata = read_state_dict(path, input_name)
     concept = concept_from_tensors(tensors, metadata, path.stem, input_name)
     concept.path = path
@@ -346,7 +383,6 @@ def concept_metadata(concept: Concept, tensors: Mapping[str, torch.Tensor]) -> d
         KOHYA + "sd_model_name": i.base_model_name,
         KOHYA + "new_sd_model_hash": i.base_model_hash,
         KOHYA + "network_args": json.dumps({"module_set": i.module_set}),
-        KOHYA + "tag_frequency": json.dumps({i.name: {t: 1 for t in i.trigger_words + i.concepts}}, ensure_ascii=False),
         "sshs_model_hash": tensor_hash(tensors),  # kohya's name for the hash of the file's own tensors
         MODELSPEC + "sai_model_spec": "1.0.0",
         MODELSPEC + "architecture": ARCHITECTURE,
@@ -356,9 +392,11 @@ def concept_metadata(concept: Concept, tensors: Mapping[str, torch.Tensor]) -> d
         MODELSPEC + "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
         MODELSPEC + "trigger_phrase": i.trigger_prompt,
     }
-    for field_name, (key, _) in _KOHYA_FACTS.items():
+    for field_name, (keys, _) in _KOHYA_FACTS.items():
         if field_name in facts:
-            meta[KOHYA + key] = str(facts[field_name])
+            meta.update({KOHYA + key: str(facts[field_name]) for key in keys})
+    if i.tag_frequency:  # known only from a training's data: never made up from the words
+        meta[KOHYA + "tag_frequency"] = json.dumps(i.tag_frequency, ensure_ascii=False)
     if "resolution" in facts:
         meta[KOHYA + "resolution"] = f"({facts['resolution']}, {facts['resolution']})"
         meta[MODELSPEC + "resolution"] = f"{facts['resolution']}x{facts['resolution']}"
@@ -369,10 +407,7 @@ def save_concept(concept: Concept, path: str | os.PathLike, overwrite: bool = Fa
     """Write the concept atomically as a kohya-format .safetensors with full metadata."""
     from safetensors.torch import save_file
 
-
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise InputError("out", f"{path.name}: concept files must end in .safetensors")
+    path = check_safetensors(path, "concept files are safetensors")
     if concept.lora:
         info = concept.info
         info.rank = info.rank or max(w.rank for w in concept.lora.values())

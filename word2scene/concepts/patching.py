@@ -39,12 +39,11 @@ def apply_concepts(sd: SD15, applied: Sequence[tuple[Concept, float, float]]) ->
             strength = strength_model if name.startswith("lora_unet_") else strength_clip
             if strength != 0:
                 plan.setdefault(name, []).append((strength * (lora.alpha / lora.rank), lora))
+    sd.restore_weights(modules, keep=plan)
     with torch.no_grad():
-        for name in [n for n in sd._originals if n not in plan]:
-            modules[name].weight.copy_(sd._originals.pop(name))
         for name, terms in plan.items():
             weight = modules[name].weight
-            original = sd._originals.setdefault(name, weight.detach().clone())
+            original = sd.original_weight(name, weight)
             # fp32 arithmetic as ComfyUI's patcher: W32 += (s * alpha / r) * (up @ down), cast once
             total = weight if weight.dtype == torch.float32 else torch.empty_like(weight, dtype=torch.float32)
             total.copy_(original)

@@ -19,8 +19,8 @@ from PIL import Image
 
 from ..errors import InputError
 from .extractors import CLASSIFIER_METADATA_KEY, FeatureExtractor, build_network, load_extractor
-from ..files import atomic_path
-from ..models.sd15 import file_sha256
+from ..files import atomic_path, check_safetensors
+from ..models.weight_files import file_sha256
 from .image_sets import LabelledImage, labels, read_images
 
 
@@ -141,9 +141,7 @@ def save_classifier(extractor: FeatureExtractor, path: str | Path, overwrite: bo
     """A .safetensors file with the classes and training facts in its metadata, written atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise InputError("out", f"{path.name}: a classifier is saved as .safetensors")
+    path = check_safetensors(path, "a classifier is saved as .safetensors")
     state = {k: v.detach().contiguous().cpu() for k, v in extractor.network.state_dict().items()}
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={CLASSIFIER_METADATA_KEY: json.dumps(extractor.facts, ensure_ascii=False)})

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.sd15 import file_sha256, read_state_dict
+from ..models.weight_files import file_sha256, read_state_dict
 from ..errors import InputError
 from ..imagery import fit_square
 from .backbones import InceptionV3, SceneCNN, VGG16

@@ -1,5 +1,5 @@
-"""Rendering heat maps for people: colour-mapped overlays with labels, grids, masks, and
-animations of the denoising process."""
+"""Rendering for people: heat maps as colour-mapped overlays with labels, grids, masks,
+animations of the denoising process, labelled study grids, and a training's loss curve."""
 from __future__ import annotations
 
 import os
@@ -103,3 +103,29 @@ def labelled_grid(cells: list[list[Image.Image]], row_labels: list[str], column_
         for c in range(columns):
             sheet.paste(cells[r][c].convert("RGB"), (left + c * (w + 2), top + r * (h + 2)))
     return sheet
+
+
+def loss_curve(losses: list[float], size: tuple[int, int] = (512, 256)) -> Image.Image:
+    """A line chart of the loss per step, raw and smoothed, with axis labels: width x height
+    `size` pixels."""
+    width, height = size
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 48, width - 10, 10, height - 24
+    draw.rectangle([left, top, right, bottom], outline=(160, 160, 160))
+    if losses:
+        values = np.asarray(losses, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        hi = hi if hi > lo else lo + 1e-6
+        k = max(1, len(values) // 20)
+        smooth = np.convolve(values, np.ones(k) / k, mode="valid") if len(values) >= k else values
+
+        def xy(i, v, n):
+            x = left + (right - left) * (i / max(1, n - 1))
+            return x, bottom - (bottom - top) * (v - lo) / (hi - lo)
+        draw.line([xy(i, v, len(values)) for i, v in enumerate(values)], fill=(170, 190, 230), width=1)
+        draw.line([xy(i + (k - 1) / 2, v, len(values)) for i, v in enumerate(smooth)], fill=(20, 60, 160), width=2)
+        draw.text((4, top), f"{hi:.3f}", fill="black")
+        draw.text((4, bottom - 10), f"{lo:.3f}", fill="black")
+        draw.text((left, bottom + 6), f"step 1 .. {len(values)}   loss (blue: smoothed)", fill="black")
+    return image

@@ -37,11 +37,12 @@ from ..datasets import dataset_hash, load_images, scan_dataset
 from ..imagery import dihedral
 from ..errors import InputError
 from ..files import atomic_path, check_output, check_writable, output_lock, save_or_keep
-from ..models.sd15 import SD15, build_random, file_sha256, load_single_file, mini_configs, save_single_file, tiny_configs
+from ..models.diffusion import epsilon_loss, pixels_to_tensor
+from ..models.sd15 import SD15, build_random, load_single_file, mini_configs, save_single_file, tiny_configs
+from ..models.weight_files import file_sha256
 from ..prompts.tokens import chunk_tokens
 from ..settings import SPLIT, check_ranges, option
 from .draws import seeded_generator
-from .lora import epsilon_loss, pixels_to_tensor
 from .states import check_base, check_resumable, check_within, prune_states, read_state, TrainingInterrupted
 
 # The shifted look and its captions. None of these words is a trigger word ("gs",
@@ -367,7 +368,7 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
     index = torch.randint(0, len(mean), (cfg.batch_size,), generator=g)
     flip = torch.randint(0, 8, (cfg.batch_size,), generator=g)  # the square's symmetries: RS scenes have no "up"
     latents = (mean[index] + std[index] * torch.randn(mean[index].shape, generator=g)) * run.latent_scale
-    latents = torch.stack([_dihedral(l, int(k)) for l, k in zip(latents, flip)])
+    latents = torch.stack([dihedral(l, int(k), axes=(-2, -1)) for l, k in zip(latents, flip)])
     device = sd.device
     templates = torch.randint(0, len(LOOK_TEMPLATES), (cfg.batch_size,), generator=g).tolist()
     drop = (torch.rand(cfg.batch_size, generator=g) < cfg.caption_dropout).tolist()
@@ -401,11 +402,6 @@ def unet_step(run: _Run, mean: torch.Tensor, std: torch.Tensor, concepts: list[s
                 for e, p in zip(ema.parameters(), model.parameters()):
                     e.lerp_(p, 1 - decay)
     return float(loss.detach())
-
-
-def _dihedral(t: torch.Tensor, k: int) -> torch.Tensor:
-    t = torch.rot90(t, k % 4, dims=(-2, -1))
-    return t.flip(-1) if k >= 4 else t
 
 
 def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=None, resume: str | Path | None = None,

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..concepts.file import Concept, load_concept
 from ..datasets import dataset_hash, scan_dataset
 from ..errors import InputError
-from .lora import TrainConfig, list_states
+from .config import TrainConfig
+from .lora import list_states
 
 
 def _plain(value):

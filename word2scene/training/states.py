@@ -1,5 +1,6 @@
 """Resumable training states: torch.save'd dicts read back with weights_only=True, checked
-against the run that wants to continue them, and pruned to the newest few."""
+against the run that wants to continue them, and pruned to the newest few; and how a run
+stops, failed or interrupted, naming the state it leaves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +30,11 @@ def check_resumable(state: dict, path: Path, identity: dict, data_hash: str, def
         raise InputError("resume", f"{path} was written with other settings: {diff}")
     if state["dataset_hash"] != data_hash:
         raise InputError("resume", f"{path} was trained on other data (dataset changed since)")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss): the message names the step; the last good
+    checkpoint is kept."""
 
 
 class TrainingInterrupted(RuntimeError):
