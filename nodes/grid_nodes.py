@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from word2scene.concepts.file import load_concept
 from word2scene.errors import InputError
-from word2scene.scenes.strength_study import PAPER_STRENGTHS, parse_strengths, row_label
-from word2scene.scenes.render import labelled_grid
+from word2scene.scenes.strength_study import PAPER_STRENGTHS, parse_strengths, study_grid, study_title
 from word2scene.scenes.sampling import SamplingSettings
 from word2scene.settings import node_input
 from . import comfy_bridge
@@ -63,14 +62,10 @@ class StrengthGrid:
             raise InputError("concepts", "is empty; give concept files from the loras folders, comma-separated, one "
                                          "row each (e.g. word2scene/church-000005.safetensors)")
         loaded = [load_concept(comfy_bridge.concept_path(n, "concepts"), "concepts") for n in names]
-        cells = []
-        for concept in loaded:
-            row = []
-            for s in columns:
-                m, c = comfy_bridge.apply_concept(model, clip, concept, s, s)
-                row.append(comfy_bridge.sample_image(m, c, vae, prompt, negative, seed, steps, cfg, sampler_name,
-                                                     scheduler, width, height))
-            cells.append(row)
-        title = f"{prompt} | seed {seed}, {steps} steps, CFG {cfg:g}"
-        sheet = labelled_grid(cells, [row_label(c) for c in loaded], [f"strength {s:g}" for s in columns], title)
+
+        def draw(concept, strength):
+            m, c = comfy_bridge.apply_concept(model, clip, concept, strength, strength)
+            return comfy_bridge.sample_image(m, c, vae, prompt, negative, seed, steps, cfg, sampler_name, scheduler, width,
+                                             height)
+        sheet, cells = study_grid(loaded, columns, draw, study_title(prompt, seed, steps, cfg))
         return (comfy_bridge.images_to_tensor([sheet]), comfy_bridge.images_to_tensor([im for row in cells for im in row]))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 
 from word2scene.errors import InputError
-from word2scene.scenes.heatmaps import AttentionCapture, check_explainable, HeatMaps, parse_timesteps
+from word2scene.scenes.aggregation import HeatMaps
+from word2scene.scenes.capture import AttentionCapture
+from word2scene.scenes.heatmaps import explainable_image, parse_timesteps
 from word2scene.models.sd15 import load_tokenizer
 from word2scene.prompts.tokens import PromptLayout, check_prompt_text
 from word2scene.scenes.sampling import SamplingSettings
@@ -88,7 +90,8 @@ class ExplainImage:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "image": ("IMAGE", {"tooltip": "A real image to explain (its first image; cropped to a multiple of 8)."}),
+            "image": ("IMAGE", {"tooltip": "A real image to explain (resized to a multiple of 8 px a side if it is "
+                                           "not, as the CLI does; the Heat Map node says so)."}),
             "model": ("MODEL", {"tooltip": "The model (with its concept applied) whose attention to read."}),
             "clip": ("CLIP", {"tooltip": "That model's text encoder, to encode and tokenize the prompt."}),
             "vae": ("VAE", {"tooltip": "That model's VAE, to encode the image."}),
@@ -99,15 +102,14 @@ class ExplainImage:
         }}
 
     def explain(self, image, model, clip, vae, prompt, timesteps, seed):
-        check_explainable(image.shape[2], image.shape[1])
+        prepared = [explainable_image(im) for im in comfy_bridge.tensor_to_images(image)]
         layout = _layout(prompt, clip)
         steps = parse_timesteps(timesteps)
-        h, w = image.shape[1] // 8 * 8, image.shape[2] // 8 * 8
-        if (h, w) != tuple(image.shape[1:3]):
-            image = image[:, :h, :w]
+        w, h = prepared[0][0].size
         capture = AttentionCapture((h // 8, w // 8))
-        comfy_bridge.explain_passes(model, clip, vae, image, prompt, steps, seed, capture)
-        return (HeatMaps(capture, layout, (h, w), passes=len(steps)),)
+        pixels = comfy_bridge.images_to_tensor([im for im, _ in prepared]) if prepared[0][1] else image
+        comfy_bridge.explain_passes(model, clip, vae, pixels, prompt, steps, seed, capture)
+        return (HeatMaps(capture, layout, (h, w), passes=len(steps), note=prepared[0][1]),)
 
 
 class Heatmap:
@@ -138,9 +140,10 @@ class Heatmap:
 
     def render(self, heatmaps, image, words, threshold):
         b, h, w = image.shape[:3]
-        note = ""
+        notes = [f"note: the explained image was {heatmaps.note}"] if heatmaps.note else []
         if (h, w) != heatmaps.image_size:
-            note = f"note: maps were made for {heatmaps.image_size[1]} x {heatmaps.image_size[0]}; resized to {w} x {h}"
+            notes.append(f"note: maps were made for {heatmaps.image_size[1]} x {heatmaps.image_size[0]}; resized to "
+                         f"{w} x {h}")
         heat = dataclasses.replace(heatmaps, image_size=(h, w))
         word_maps = heat.words([x for x in words.split(",")], threshold)
         labels = word_maps.labels
@@ -149,7 +152,7 @@ class Heatmap:
         mask_list = [m[i if m.shape[0] == b else 0, k] for i in range(b) for k in range(len(labels))]
         import torch
 
-        text = "\n".join([note] * bool(note) + word_maps.score_lines())
+        text = "\n".join(notes + word_maps.score_lines())
         # the overlays again for the node itself: its word chips show one word's overlay at a time
         return {"ui": {"text": [text], "words": labels, "overlays": comfy_bridge.temp_images(overlays, "w2s_heatmap")},
                 "result": (comfy_bridge.images_to_tensor(overlays), torch.stack(mask_list), text)}

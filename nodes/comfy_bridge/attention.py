@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from word2scene.models.sd15 import load_tokenizer
 from word2scene.prompts.tokens import chunk_tokens
-from word2scene.scenes.heatmaps import conditional_rows, cross_attention
+from word2scene.scenes.capture import conditional_rows, cross_attention
 
 # SD1.5's 16 cross-attention sites in ComfyUI's block numbering
 ATTN2_SITES = [("input", n) for n in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("output", n) for n in range(3, 12)]

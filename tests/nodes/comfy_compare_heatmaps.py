@@ -35,8 +35,9 @@ core = importlib.import_module("word2scene.models.sd15")  # the pack imports its
 heatmaps = importlib.import_module("word2scene.scenes.heatmaps")
 sd = core.load_sd15(checkpoint)
 _, ours_heat = heatmaps.explain_image(sd, pil, prompt, [150, 600], seed=3)
-labels, a = comfy_heat.word_maps([])
-labels_b, b = ours_heat.word_maps([])
+comfy_words, our_words = comfy_heat.words([]), ours_heat.words([])
+labels, a = comfy_words.labels, comfy_words.maps
+labels_b, b = our_words.labels, our_words.maps
 print(json.dumps({"labels": labels, "same_labels": labels == labels_b, "max_abs": float((a - b).abs().max()),
                   "max_value": float(a.abs().max()), "layers": len(comfy_heat.capture.sums),
-                  "normalized_max_abs": float((heatmaps.normalize(a) - heatmaps.normalize(b)).abs().max())}))
+                  "normalized_max_abs": float((comfy_words.normalized() - our_words.normalized()).abs().max())}))

@@ -222,7 +222,7 @@ def test_heat_map_errors_list_words_without_token_notation(pack, tiny):
 
     _, heat, _ = generate_with_heatmaps(tiny, "a church near a church", SamplingSettings(steps=1, width=64, height=64), 0, [])
     with pytest.raises(InputError) as caught:
-        heat.word_maps(["airport"])
+        heat.words(["airport"])
     assert str(caught.value) == "words: 'airport' is not in the prompt; its words are: a, church, near"
     assert "#" not in str(caught.value)
 

@@ -75,3 +75,19 @@ def test_make_scenes_draws_what_make_scene_draws_for_each_word_and_seed(tiny):
         assert scene.parameters == alone.parameters and scene.parameters["seed"] == seed
         assert np.abs(np.asarray(scene.image, dtype=int) - np.asarray(alone.image, dtype=int)).max() <= 1
     assert not np.array_equal(np.asarray(scenes[0].image), np.asarray(scenes[2].image))
+
+
+def test_the_study_takes_any_drawing_function_as_the_node_passes_its_sampler(tiny):
+    from word2scene.scenes.strength_study import study_grid, study_title
+
+    concepts = [make_concept(model_shapes(tiny), name="e1"), make_concept(model_shapes(tiny), name="e2")]
+    drawn = []
+
+    def draw(concept, strength):
+        drawn.append((concept.info.name, strength))
+        return Image.new("RGB", (16, 16), (int(255 * strength), 0, 0))
+    grid, cells = study_grid(concepts, [0.0, 1.0], draw, study_title("gs, church", 3, 20, 7.0))
+    assert drawn == [("e1", 0.0), ("e1", 1.0), ("e2", 0.0), ("e2", 1.0)]
+    assert [[c.getpixel((0, 0)) for c in row] for row in cells] == [[(0, 0, 0), (255, 0, 0)]] * 2
+    assert grid.width > 2 * 16 and grid.height > 2 * 16
+    assert study_title("gs, church", 3, 20, 7.0) == "gs, church | seed 3, 20 steps, CFG 7"

@@ -56,10 +56,11 @@ HEADER = """\
 """
 
 
-def write_review(proposals: list[ImageProposals], facts: dict, dataset: str | Path, path: str | Path,
-                 overwrite: bool = False) -> Path:
-    """The review file: the dataset (sealed, see dataset_seal), the facts of the proposal run,
-    one entry per image."""
+def write_caption_review(proposals: list[ImageProposals], facts: dict, dataset: str | Path, path: str | Path,
+                         overwrite: bool = False) -> Path:
+    """The review file of proposed captions, for an expert to decide per image (`captions
+    apply` writes the accepted ones): the dataset (sealed, see dataset_seal), the facts of the
+    proposal run, one entry per image."""
     def item(p) -> dict:
         return {"text": p.text, "source": p.source, "confidence": p.confidence, "decision": "pending"}
     images = [{"file": ip.file, "sha256": ip.sha256, "label": ip.label, "scene": item(ip.scene),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..captions.proposals import ProposalSettings, propose
-from ..captions.review import apply_review, FORMATS, write_review
+from ..captions.review import apply_review, FORMATS, write_caption_review
 from ..evaluation.extractors import shipped_classifier
 from ..files import check_output, check_writable
 from .common import count, knowledge, name_inputs, split_arg
@@ -62,7 +62,7 @@ def cmd_captions(args) -> int:
     def on_progress(done, total):
         print(f"\rproposed for {done}/{total} images", end="\n" if done == total else "", file=sys.stderr, flush=True)
     proposals, facts = propose(args.dataset, settings, knowledge(), on_progress)
-    write_review(proposals, facts, args.dataset, out, overwrite=args.overwrite)
+    write_caption_review(proposals, facts, args.dataset, out, overwrite=args.overwrite)
     counts = (sum(len(p.tags) for p in proposals), sum(len(p.sentences) for p in proposals))
     print(f"wrote {out}: {len(proposals)} images, {counts[0]} tags, {counts[1]} sentences and a scene class each, "
           f"all pending; set each decision, then `python -m word2scene captions apply {out} --out FOLDER`")

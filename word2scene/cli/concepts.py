@@ -8,7 +8,7 @@ from ..concepts.file import read_concept
 from ..files import check_output
 from ..prompts.knowledge import _parse_file, load_knowledge
 from ..prompts.mining import mine, read_captions
-from ..prompts.review import merge_review, write_review
+from ..prompts.review import merge_review, write_knowledge_review
 from .common import count, knowledge, name_inputs
 
 
@@ -57,7 +57,7 @@ def cmd_concepts(args) -> int:
     if args.concepts_command == "mine":
         check_output(args.out, args.overwrite, "--out", "--overwrite")
         mined = mine(read_captions(args.captions), top=args.top)
-        out = write_review(mined, knowledge(), args.out, args.captions, overwrite=args.overwrite)
+        out = write_knowledge_review(mined, knowledge(), args.out, args.captions, overwrite=args.overwrite)
         total = sum(len(v) for v in mined.values())
         print(f"wrote {out}: {total} proposals for {len(mined)} classes; mark each adopt/amend/annihilate, then "
               f"`python -m word2scene concepts merge {out} --into my_concepts.yaml`")

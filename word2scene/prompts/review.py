@@ -29,9 +29,11 @@ HEADER = """\
 """
 
 
-def write_review(mined: dict[str, list[Phrase]], kb: KnowledgeBase, path: str | os.PathLike, source: str,
-                 overwrite: bool = False) -> Path:
-    """Write proposals per class; classes are resolved to knowledge-base ids where possible."""
+def write_knowledge_review(mined: dict[str, list[Phrase]], kb: KnowledgeBase, path: str | os.PathLike, source: str,
+                           overwrite: bool = False) -> Path:
+    """The review file of knowledge-base additions: the phrases mined from captions, per
+    class, for an expert to accept or reject (`concepts merge` applies the decisions); classes
+    are resolved to knowledge-base ids where possible."""
     classes = {}
     for cls, phrases in sorted(mined.items()):
         concept = kb.find(cls)

@@ -1,5 +1,7 @@
-"""Making scenes: sampling, cross-attention heat maps, rendering, and the strength study."""
-from .heatmaps import HeatMaps, generate_with_heatmaps
+"""Making scenes: sampling, cross-attention heat maps (capture, aggregation, runs), rendering,
+and the strength study."""
+from .aggregation import HeatMaps
+from .heatmaps import generate_with_heatmaps
 from .sampling import SamplingSettings, generate
 from .strength_study import strength_grid
 

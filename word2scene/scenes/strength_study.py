@@ -2,6 +2,10 @@
 (columns) and concept files such as epoch checkpoints (rows), in one labelled grid."""
 from __future__ import annotations
 
+from typing import Callable
+
+from PIL import Image
+
 from ..concepts.file import check_strength, Concept
 from ..concepts.patching import apply_concepts
 from ..errors import InputError
@@ -34,21 +38,32 @@ def row_label(concept: Concept) -> str:
     return f"{name} ({extra})" if extra else name
 
 
-def strength_grid(sd, prompt: str, concepts: list[Concept], strengths: list[float], settings):
-    """Generate every (concept, strength) cell with the same prompt and seed; returns the
-    labelled grid image and the cells (rows x columns PIL images)."""
+def study_title(prompt: str, seed: int, steps: int, cfg: float) -> str:
+    """The grid's title: the prompt and the sampling settings every cell shares."""
+    return f"{prompt} | seed {seed}, {steps} steps, CFG {cfg:g}"
 
+
+def study_grid(concepts: list[Concept], strengths: list[float], draw: Callable[[Concept, float], Image.Image],
+               title: str = "") -> tuple[Image.Image, list[list[Image.Image]]]:
+    """The study itself, whatever draws: every (concept, strength) cell made by
+    `draw(concept, strength)` (the same prompt and seed throughout), and the labelled grid of
+    them (rows = concepts, columns = strengths). Returns (grid, cells as rows x columns)."""
     if not concepts:
         raise InputError("concept", "give at least one concept file (e.g. one per epoch)")
-    cells = []
+    cells = [[draw(concept, s) for s in strengths] for concept in concepts]
+    grid = labelled_grid(cells, [row_label(c) for c in concepts], [f"strength {s:g}" for s in strengths], title)
+    return grid, cells
+
+
+def strength_grid(sd, prompt: str, concepts: list[Concept], strengths: list[float], settings):
+    """The study on a diffusers model (the standalone path): each cell generated with the
+    concept applied at that strength; the model is left unpatched. Returns the labelled grid
+    image and the cells (rows x columns PIL images)."""
+
+    def draw(concept: Concept, strength: float) -> Image.Image:
+        apply_concepts(sd, [(concept, strength, strength)])
+        return generate(sd, prompt, settings)
     try:
-        for concept in concepts:
-            row = []
-            for s in strengths:
-                apply_concepts(sd, [(concept, s, s)])
-                row.append(generate(sd, prompt, settings))
-            cells.append(row)
+        return study_grid(concepts, strengths, draw, study_title(prompt, settings.seed, settings.steps, settings.cfg))
     finally:
         apply_concepts(sd, [])
-    title = f"{prompt} | seed {settings.seed}, {settings.steps} steps, CFG {settings.cfg:g}"
-    return labelled_grid(cells, [row_label(c) for c in concepts], [f"strength {s:g}" for s in strengths], title), cells
