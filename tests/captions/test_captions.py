@@ -191,6 +191,21 @@ def test_bleu4_equals_nltk_corpus_bleu():
     assert bleu4(candidates, references) == pytest.approx(expected, rel=1e-12)
 
 
+def test_cider_d_equals_pycocoevalcap():
+    cider = pytest.importorskip("pycocoevalcap.cider.cider", reason="needs pycocoevalcap (pip install "
+                                "pycocoevalcap), the coco-caption reference CIDEr-D; not a requirement of the pack")
+    rows = [json.loads(line) for line in (SCENES / "captions.jsonl").read_text().splitlines()][:40]
+    candidates = [rows[(i + 1) % 40]["captions"][0] for i in range(40)]  # another image's caption
+    candidates[:5] = [r["captions"][0] for r in rows[:5]]  # and a few right ones
+    references = [r["captions"] for r in rows]
+    from word2scene.captions.quality import tokens
+
+    as_text = " ".join  # coco-caption reads captions already tokenized, words apart
+    expected, _ = cider.Cider().compute_score({i: [as_text(tokens(x)) for x in r] for i, r in enumerate(references)},
+                                             {i: [as_text(tokens(c))] for i, c in enumerate(candidates)})
+    assert cider_d(candidates, references) == pytest.approx(expected, rel=1e-9)
+
+
 def _tiny_captioner(folder):
     """A random-weight BLIP saved as a local model folder (with its processor), its word
     scores biased so it says words: the --captioner path, offline."""

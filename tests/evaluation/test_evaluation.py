@@ -83,6 +83,43 @@ def test_kid_is_the_unbiased_polynomial_mmd():
         kid(a, b, subsets=3, subset_size=21)  # as torch-fidelity: no silent cap
 
 
+def _kid_sets():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(40, 16)), rng.normal(0.3, 1.2, size=(40, 16))
+
+
+# Subsets as large as the sets: every draw takes every image, so the value does not depend on how
+# either side draws its subsets, and the estimator (kernel, unbiased MMD^2) is what is compared.
+def test_kid_equals_torch_fidelity():
+    metric_kid = pytest.importorskip("torch_fidelity.metric_kid", reason="needs torch-fidelity and the torchvision "
+                                     "it imports (pip install torch-fidelity), the reference KID; not a requirement "
+                                     "of the pack")
+    a, b = _kid_sets()
+    expected = metric_kid.kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=3,
+                                                 kid_subset_size=40, kid_degree=3, kid_gamma=None, kid_coef0=1,
+                                                 verbose=False)
+    mean, _ = kid(a, b, subsets=3, subset_size=40)
+    assert mean == pytest.approx(expected[metric_kid.KEY_METRIC_KID_MEAN], rel=1e-9)
+
+
+def test_kid_equals_torchmetrics():
+    kid_module = pytest.importorskip("torchmetrics.image.kid", reason="needs torchmetrics (pip install "
+                                     "torchmetrics), a reference KID; not a requirement of the pack")
+    a, b = _kid_sets()
+
+    class Features(torch.nn.Module):  # the features are given: the metric's network passes them on
+        num_features = 16
+
+        def forward(self, x):
+            return x
+    reference = kid_module.KernelInceptionDistance(feature=Features(), subsets=3, subset_size=40)
+    reference.update(torch.from_numpy(b), real=True)
+    reference.update(torch.from_numpy(a), real=False)
+    expected, _ = reference.compute()
+    mean, _ = kid(a, b, subsets=3, subset_size=40)
+    assert mean == pytest.approx(float(expected), rel=1e-9)
+
+
 def test_metrics_refuse_too_few_or_mismatched_features():
     with pytest.raises(InputError, match="at least 2 images"):
         fid(np.ones((1, 3)), np.ones((5, 3)))

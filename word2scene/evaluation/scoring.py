@@ -162,6 +162,88 @@ def _reference_features(x: FeatureExtractor, items: list[LabelledImage], read, s
     return _REFERENCE_FEATURES[key]
 
 
+@dataclass
+class _Scope:
+    """One row of the table: a name ("overall" or a class) and which images of each set it takes."""
+    name: str
+    generated: np.ndarray  # bool mask over the generated images
+    reference: np.ndarray  # bool mask over the reference images
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return int(self.generated.sum()), int(self.reference.sum())
+
+
+def gshps_result(fg: dict, fr: dict, scope: _Scope, network: str, s: EvaluationSettings) -> Result:
+    """The paper's GSHPS of one scope, on conv features (centre crop)."""
+    return Result(scope.name, "GSHPS", gshps(fg["conv"][scope.generated], fr["conv"][scope.reference]), network,
+                  *scope.counts)
+
+
+def fid_result(fg: dict, fr: dict, scope: _Scope, network: str, s: EvaluationSettings) -> Result | None:
+    """FID of one scope on pooled features (read as pytorch-fid reads images); None with
+    fewer than 2 images a side."""
+    n_g, n_r = scope.counts
+    if min(n_g, n_r) < 2:
+        return None
+    value = fid(fg["pooled"][scope.generated], fr["pooled"][scope.reference])
+    return Result(scope.name, "FID", value, network, n_g, n_r, note=_too_few(n_g, n_r, fg["pooled"].shape[1]))
+
+
+def kid_result(fg: dict, fr: dict, scope: _Scope, network: str, s: EvaluationSettings) -> Result | None:
+    """KID of one scope (mean ± standard deviation over s.kid_subsets subsets, their size in
+    the note); None with fewer than 2 images a side."""
+    n_g, n_r = scope.counts
+    if min(n_g, n_r) < 2:
+        return None
+    size = s.kid_subset_size or min(KID_SUBSET_SIZE, n_g, n_r)
+    mean, std = kid(fg["pooled"][scope.generated], fr["pooled"][scope.reference], s.kid_subsets, size)
+    note = "; ".join(filter(None, [f"subsets of {size}", _too_few(n_g, n_r, fg["pooled"].shape[1])]))
+    return Result(scope.name, "KID", mean, network, n_g, n_r, std, note)
+
+
+def clip_results(images: list[Image.Image], texts: list[str], scopes: list[_Scope], s: EvaluationSettings) -> list[Result]:
+    """CLIP score per scope: the mean over its images of each image's score with its text."""
+    scorer = clip_scorer(s.clip, s.device)
+    if any(not t for t in texts):
+        raise InputError("generated", "CLIP score needs a prompt per image: PNGs written by word2scene carry "
+                                      "theirs; otherwise use class folders (the class name is the text)")
+    values = scorer.scores(images, texts, s.batch_size)
+    return [Result(scope.name, "CLIP score", float(values[scope.generated].mean()), scorer.name, scope.counts[0], 0)
+            for scope in scopes]
+
+
+def classifier_accuracy(generated: list[LabelledImage], gen_images: list, reference: list[LabelledImage], ref_images,
+                        classes: list[str], s: EvaluationSettings) -> dict[str, Accuracy]:
+    """Overall accuracy both ways: a scene classifier trained on the generated images tested
+    on the real ones ("generated->real"), and the reverse ("real->generated")."""
+    if len(classes) < 2:
+        raise InputError("classifier_oa", f"classifier accuracy needs at least two classes in both sets; "
+                                          f"found {classes or 'no class folders'}")
+    on_generated = train_classifier(generated, s.classifier, "generated", images=gen_images, device=s.device)
+    out = {"generated->real": accuracy(on_generated, reference, "reference", device=s.device, images=ref_images())}
+    on_real = train_classifier(reference, s.classifier, "reference", images=ref_images(), device=s.device)
+    out["real->generated"] = accuracy(on_real, generated, "generated", device=s.device, images=gen_images)
+    return out
+
+
+def group_results(results: list[Result], groups: dict[str, list[str]]) -> list[Result]:
+    """Per group of classes (e.g. the paper's trained and zero-shot concepts), each metric's
+    mean over the classes' rows, ± their standard deviation."""
+    out = []
+    for name, classes in groups.items():
+        for metric, extractor in dict.fromkeys((r.metric, r.extractor) for r in results if r.scope in classes):
+            rows = [r for r in results if r.scope in classes and r.metric == metric and r.extractor == extractor]
+            values = [r.value for r in rows]
+            out.append(Result(name, metric, float(np.mean(values)), extractor, sum(r.generated for r in rows),
+                              sum(r.reference for r in rows), float(np.std(values))))
+    return out
+
+
+# the metrics each feature network serves, by how it reads images
+_FEATURE_METRICS = ((CROP, "gshps_features", (gshps_result,)), (STRETCH, "fid_features", (fid_result, kid_result)))
+
+
 def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], settings: EvaluationSettings | None = None,
              generated_images: list[Image.Image] | None = None, texts: list[str] | None = None,
              groups: dict[str, list[str]] | None = None) -> Report:
@@ -170,8 +252,54 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
     a ComfyUI batch) instead of reading `generated` paths; `texts` the CLIP prompts
     (default: the prompt stored in each PNG, else the class name); `groups` adds rows that
     average classes (e.g. the paper's trained and zero-shot concepts). Networks and reference
-    features are cached across calls (see load_extractor and _reference_features)."""
+    features are cached across calls (see load_extractor and _reference_features).
+    The table (Report) is built from each metric's results: GSHPS, FID, KID per scope and
+    network, CLIP score, classifier accuracy, group rows."""
     s = settings or EvaluationSettings()
+    reference, per_class = _checked_sets(generated, reference, groups)
+    networks = _feature_networks(s)  # networks first: a wrong weights path fails before any image is read
+    gen_images = generated_images if generated_images is not None else read_images(generated, "generated")
+    if len(gen_images) != len(generated):
+        raise InputError("generated", f"{len(gen_images)} images for {len(generated)} entries")
+    ref_pixels: list = []
+
+    def ref_images() -> list[Image.Image]:  # read only when needed: cached features may make it unnecessary
+        if not ref_pixels:
+            ref_pixels.extend(read_images(reference, "reference"))
+        return ref_pixels
+    gen_labels, ref_labels = np.array([g.label for g in generated]), np.array([r.label for r in reference])
+    scopes = [_Scope(OVERALL, np.ones(len(generated), bool), np.ones(len(reference), bool))] + \
+        [_Scope(c, gen_labels == c, ref_labels == c) for c in per_class]
+
+    report = Report(groups=dict(groups or {}))
+    computed: dict[tuple, tuple[dict, dict]] = {}
+    for x, metrics, resize in networks:
+        if (x.name, resize) not in computed:
+            computed[x.name, resize] = (x.features(gen_images, s.batch_size, s.device, resize),
+                                        _reference_features(x, reference, ref_images, s, resize))
+        fg, fr = computed[x.name, resize]
+        rows = [r for scope in scopes for metric in metrics if (r := metric(fg, fr, scope, x.name, s)) is not None]
+        report.results += rows
+        report.warnings += _few_images_warnings(rows, fg["pooled"].shape[1] if "pooled" in fg else 0)
+        if x.classes and "logits" in fr and x.name not in report.checks:
+            check = _classifier_check(x, fr["logits"], reference)
+            if check is not None:
+                report.checks[x.name] = check
+                report.warnings += _weak_classifier_warnings(x.name, check)
+    if s.clip:
+        texts = texts if texts is not None else [prompt_of(g.path) or g.label.replace("_", " ") for g in generated]
+        report.results += clip_results(gen_images, texts, scopes, s)
+    if s.classifier_oa:
+        report.accuracy.update(classifier_accuracy(generated, gen_images, reference, ref_images, per_class, s))
+    report.results += group_results(report.results, groups or {})
+    return report
+
+
+def _checked_sets(generated: list[LabelledImage], reference: list[LabelledImage],
+                  groups: dict[str, list[str]] | None) -> tuple[list[LabelledImage], list[str]]:
+    """The reference images of the generated set's classes, and the classes evaluated one by
+    one (none when either set has no classes); refused by name: empty sets, generated classes
+    without reference images, groups of classes not evaluated."""
     if not generated:
         raise InputError("generated", "no generated images")
     if not reference:
@@ -188,110 +316,55 @@ def evaluate(generated: list[LabelledImage], reference: list[LabelledImage], set
         unknown = sorted({c for cs in groups.values() for c in cs} - set(per_class))
         if unknown:
             raise InputError("groups", f"classes {unknown} are not among the evaluated classes {per_class}")
-    report = Report(groups=dict(groups or {}))
-    feature_sets = []  # networks first: a wrong weights path fails before any image is read
-    gshps_path = s.gshps_features or s.features
-    fid_path = s.fid_features or s.features
-    if not (gshps_path or fid_path or s.clip or s.classifier_oa):
+    return reference, per_class
+
+
+def _feature_networks(s: EvaluationSettings) -> list[tuple[FeatureExtractor, tuple, str]]:
+    """(network, the metric functions it serves, how it reads images) for the networks the
+    settings name: GSHPS reads what classifiers read (centre crop); FID/KID read images as
+    pytorch-fid does."""
+    paths = {"gshps_features": s.gshps_features or s.features, "fid_features": s.fid_features or s.features}
+    if not (any(paths.values()) or s.clip or s.classifier_oa):
         load_extractor(None, "features")  # raises the error that says what to pass
-    # GSHPS reads what classifiers read (centre crop); FID/KID read images as pytorch-fid does
-    for path, input_name, metrics, resize in ((gshps_path, "gshps_features", ("GSHPS",), CROP),
-                                              (fid_path, "fid_features", ("FID", "KID"), STRETCH)):
-        if path:
-            x = load_extractor(path, "features" if path == s.features else input_name)
-            feature_sets.append((x, metrics, resize))
-    gen_images = generated_images if generated_images is not None else read_images(generated, "generated")
-    if len(gen_images) != len(generated):
-        raise InputError("generated", f"{len(gen_images)} images for {len(generated)} entries")
-    ref_pixels: list = []
-
-    def ref_images() -> list[Image.Image]:  # read only when needed: cached features may make it unnecessary
-        if not ref_pixels:
-            ref_pixels.extend(read_images(reference, "reference"))
-        return ref_pixels
-    gen_labels = np.array([g.label for g in generated])
-    ref_labels = np.array([r.label for r in reference])
-    scopes = [(OVERALL, np.ones(len(generated), bool), np.ones(len(reference), bool))] + \
-        [(c, gen_labels == c, ref_labels == c) for c in per_class]
-
-    computed: dict[tuple, tuple[dict, dict]] = {}
-    for x, metrics, resize in feature_sets:
-        if (x.name, resize) not in computed:
-            computed[x.name, resize] = (x.features(gen_images, s.batch_size, s.device, resize),
-                                        _reference_features(x, reference, ref_images, s, resize))
-        fg, fr = computed[x.name, resize]
-        for scope, gm, rm in scopes:
-            n_g, n_r = int(gm.sum()), int(rm.sum())
-            for metric in metrics:
-                if metric == "GSHPS":
-                    report.results.append(Result(scope, metric, gshps(fg["conv"][gm], fr["conv"][rm]), x.name, n_g, n_r))
-                elif min(n_g, n_r) >= 2 and metric == "FID":
-                    report.results.append(Result(scope, metric, fid(fg["pooled"][gm], fr["pooled"][rm]), x.name, n_g, n_r,
-                                                 note=_too_few(report, scope, metric, n_g, n_r, fg["pooled"].shape[1])))
-                elif min(n_g, n_r) >= 2 and metric == "KID":
-                    size = s.kid_subset_size or min(KID_SUBSET_SIZE, n_g, n_r)
-                    mean, std = kid(fg["pooled"][gm], fr["pooled"][rm], s.kid_subsets, size)
-                    note = "; ".join(filter(None, [f"subsets of {size}", _too_few(report, scope, metric, n_g, n_r,
-                                                                                   fg["pooled"].shape[1])]))
-                    report.results.append(Result(scope, metric, mean, x.name, n_g, n_r, std, note))
-        if x.classes and "logits" in fr and x.name not in report.checks:
-            _check_classifier(report, x, fr["logits"], reference)
-    if s.clip:
-        scorer = clip_scorer(s.clip, s.device)
-        if texts is None:
-            texts = [prompt_of(g.path) or g.label.replace("_", " ") for g in generated]
-        if any(not t for t in texts):
-            raise InputError("generated", "CLIP score needs a prompt per image: PNGs written by word2scene carry "
-                                          "theirs; otherwise use class folders (the class name is the text)")
-        values = scorer.scores(gen_images, texts, s.batch_size)
-        for scope, gm, rm in scopes:
-            report.results.append(Result(scope, "CLIP score", float(values[gm].mean()), scorer.name, int(gm.sum()), 0))
-    if s.classifier_oa:
-        if len(per_class) < 2:
-            raise InputError("classifier_oa", f"classifier accuracy needs at least two classes in both sets; "
-                                              f"found {per_class or 'no class folders'}")
-        on_generated = train_classifier(generated, s.classifier, "generated", images=gen_images, device=s.device)
-        report.accuracy["generated->real"] = accuracy(on_generated, reference, "reference", device=s.device,
-                                                      images=ref_images())
-        on_real = train_classifier(reference, s.classifier, "reference", images=ref_images(), device=s.device)
-        report.accuracy["real->generated"] = accuracy(on_real, generated, "generated", device=s.device, images=gen_images)
-    for name, classes in (groups or {}).items():
-        for metric, extractor in dict.fromkeys((r.metric, r.extractor) for r in report.results if r.scope in classes):
-            rows = [r for r in report.results if r.scope in classes and r.metric == metric and r.extractor == extractor]
-            values = [r.value for r in rows]
-            report.results.append(Result(name, metric, float(np.mean(values)), extractor, sum(r.generated for r in rows),
-                                         sum(r.reference for r in rows), float(np.std(values))))
-    return report
+    return [(load_extractor(paths[name], "features" if paths[name] == s.features else name), metrics, resize)
+            for resize, name, metrics in _FEATURE_METRICS if paths[name]]
 
 
-def _too_few(report: Report, scope: str, metric: str, n_g: int, n_r: int, dims: int) -> str:
-    """A note (and, for the overall row, a warning) when a set has no more images than the
-    features have dimensions: its covariance cannot be estimated, so FID and KID from it are
-    noise, however small they look."""
+def _too_few(n_g: int, n_r: int, dims: int) -> str:
+    """A note when a set has no more images than the features have dimensions: its covariance
+    cannot be estimated, so FID and KID from it are noise, however small they look."""
     n = min(n_g, n_r)
-    if n > dims:
-        return ""
-    if scope == OVERALL:
-        report.warnings.append(f"{metric} from {n} images is not a measurement: the {dims}-d features need more "
-                               f"than {dims} images per set (a covariance estimate); compare sets of at least {dims + 1}.")
-    return f"unreliable: {n} images for {dims}-d features"
+    return "" if n > dims else f"unreliable: {n} images for {dims}-d features"
 
 
-def _check_classifier(report: Report, x: FeatureExtractor, logits, reference: list[LabelledImage]) -> None:
+def _few_images_warnings(results: list[Result], dims: int) -> list[str]:
+    """The warning for each overall FID or KID from too few images (see _too_few)."""
+    return [f"{r.metric} from {n} images is not a measurement: the {dims}-d features need more than {dims} images "
+            f"per set (a covariance estimate); compare sets of at least {dims + 1}."
+            for r in results if r.scope == OVERALL and r.metric in ("FID", "KID")
+            and (n := min(r.generated, r.reference)) <= dims]
+
+
+def _classifier_check(x: FeatureExtractor, logits, reference: list[LabelledImage]) -> Accuracy | None:
     """How many real images the scene classifier whose features are used classifies right
-    (from the logits already computed); a weak one is a warning on every figure it gives."""
+    (from the logits already computed); None when it knows none of their classes."""
     known = [k for k, r in enumerate(reference) if r.label in x.classes]
     if not known:
-        return
+        return None
     predicted = np.asarray(logits)[known].argmax(1)
     hits = [x.classes[int(p)] == reference[k].label for p, k in zip(predicted, known)]
     per_class = {c: float(np.mean([h for h, k in zip(hits, known) if reference[k].label == c]))
                  for c in labels([reference[k] for k in known])}
-    report.checks[x.name] = Accuracy(float(np.mean(hits)), per_class, len(known), x.name)
-    if report.checks[x.name].overall < WEAK_CLASSIFIER:
-        report.warnings.append(f"{x.name} classifies only {report.checks[x.name].overall:.0%} of the {len(known)} "
-                               f"reference images correctly (under {WEAK_CLASSIFIER:.0%}): its features say little about "
-                               "scene likeness, so GSHPS, FID and KID from them are weak evidence.")
+    return Accuracy(float(np.mean(hits)), per_class, len(known), x.name)
+
+
+def _weak_classifier_warnings(name: str, check: Accuracy) -> list[str]:
+    """A weak classifier is a warning on every figure it gives."""
+    if check.overall >= WEAK_CLASSIFIER:
+        return []
+    return [f"{name} classifies only {check.overall:.0%} of the {check.images} reference images correctly (under "
+            f"{WEAK_CLASSIFIER:.0%}): its features say little about scene likeness, so GSHPS, FID and KID from them "
+            "are weak evidence."]
 
 
 def evaluate_batch(images: list[Image.Image], reference: list[LabelledImage], concept: str = "",
