@@ -14,31 +14,12 @@ from .model_nodes import MiniLoader
 from .prompt_nodes import ScenePrompt
 from .training_nodes import TrainConcept
 
-NODE_CLASS_MAPPINGS = {
-    "W2S_ConceptLoader": ConceptLoader,
-    "W2S_ApplyConcept": ApplyConcept,
-    "W2S_ScenePrompt": ScenePrompt,
-    "W2S_TrainConcept": TrainConcept,
-    "W2S_KSamplerHeatmaps": KSamplerHeatmaps,
-    "W2S_Heatmap": Heatmap,
-    "W2S_ExplainImage": ExplainImage,
-    "W2S_StrengthGrid": StrengthGrid,
-    "W2S_Evaluate": Evaluate,
-    "W2S_MiniLoader": MiniLoader,
-}
-
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "W2S_ConceptLoader": "Word2Scene Concept Loader",
-    "W2S_ApplyConcept": "Word2Scene Apply Concept",
-    "W2S_ScenePrompt": "Word2Scene Scene Prompt",
-    "W2S_TrainConcept": "Word2Scene Train Concept",
-    "W2S_KSamplerHeatmaps": "Word2Scene KSampler (Heat Maps)",
-    "W2S_Heatmap": "Word2Scene Heat Map",
-    "W2S_ExplainImage": "Word2Scene Explain Image",
-    "W2S_StrengthGrid": "Word2Scene Strength Grid",
-    "W2S_Evaluate": "Word2Scene Evaluate",
-    "W2S_MiniLoader": "Word2Scene Mini Loader",
-}
+# Each node's identity (NODE_ID, DISPLAY_NAME, outputs) is on its class; these mappings, the
+# workflow builder and the node tables of README.md and docs/nodes.md read it there.
+NODES = (ConceptLoader, ApplyConcept, ScenePrompt, TrainConcept, KSamplerHeatmaps, Heatmap, ExplainImage, StrengthGrid,
+         Evaluate, MiniLoader)
+NODE_CLASS_MAPPINGS = {cls.NODE_ID: cls for cls in NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {cls.NODE_ID: cls.DISPLAY_NAME for cls in NODES}
 
 
 def _user_errors(cls) -> None:

@@ -12,6 +12,8 @@ CONCEPT = "W2S_CONCEPT"
 class ConceptLoader:
     """Reads a concept (LoRA + metadata) from ComfyUI's loras folders, or one shipped with the pack."""
 
+    NODE_ID = "W2S_ConceptLoader"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Concept Loader"
     DESCRIPTION = ("Load a Word2Scene concept: a LoRA file with its trigger words, concepts and training facts. "
                    "Lists models/loras (subfolders included), then the concepts shipped for Word2Scene-mini "
                    "(word2scene-mini-c.safetensors: all 30 AID classes).")
@@ -41,6 +43,8 @@ class ConceptLoader:
 class ApplyConcept:
     """Patches MODEL and CLIP with a concept at the given strengths (like LoraLoader)."""
 
+    NODE_ID = "W2S_ApplyConcept"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Apply Concept"
     DESCRIPTION = ("Apply a Word2Scene concept to MODEL and CLIP: W' = W + strength * (alpha / rank) * up @ down. "
                    "Strength 0 leaves the model unchanged; chain nodes to stack concepts.")
     CATEGORY = CONCEPTS

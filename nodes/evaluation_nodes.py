@@ -12,6 +12,8 @@ NONE = "none"
 
 
 class Evaluate:
+    NODE_ID = "W2S_Evaluate"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Evaluate"
     DESCRIPTION = ("Compare a batch of generated images with real ones: the paper's GSHPS, FID and KID, each computed "
                    "with the feature network named in the report, and CLIP score when a CLIP folder is chosen. The "
                    "scene classifier shipped with the pack (aid-scene-cnn.safetensors, trained on AID) is the default "

@@ -12,6 +12,8 @@ from .inputs import check_numbers
 
 
 class StrengthGrid:
+    NODE_ID = "W2S_StrengthGrid"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Strength Grid"
     DESCRIPTION = ("The same prompt and seed across LoRA strengths (columns) and concept files such as epoch "
                    "checkpoints (rows), assembled into one labelled grid: the paper's epoch x strength study.")
     CATEGORY = SAMPLING

@@ -29,6 +29,8 @@ def _layout(prompt: str, clip) -> PromptLayout:
 
 
 class KSamplerHeatmaps:
+    NODE_ID = "W2S_KSamplerHeatmaps"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene KSampler (Heat Maps)"
     DESCRIPTION = ("KSampler that also records cross-attention heat maps (DAAM) for the prompt's words. The maps come "
                    "out of the node that samples, so they always belong to this image.")
     CATEGORY = INTERPRETABILITY
@@ -79,6 +81,8 @@ class KSamplerHeatmaps:
 
 
 class ExplainImage:
+    NODE_ID = "W2S_ExplainImage"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Explain Image"
     DESCRIPTION = ("Heat maps for a REAL image: encode it, add noise at the chosen timesteps, one UNet pass each, "
                    "capture cross-attention. Shows what a concept learned (the paper's interpretability figure).")
     CATEGORY = INTERPRETABILITY
@@ -113,6 +117,8 @@ class ExplainImage:
 
 
 class Heatmap:
+    NODE_ID = "W2S_Heatmap"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Heat Map"
     DESCRIPTION = "Render heat maps over images: overlays, masks (threshold) and per-word scores."
     CATEGORY = INTERPRETABILITY
     RETURN_TYPES = ("IMAGE", "MASK", "STRING")

@@ -9,9 +9,11 @@ from .categories import SAMPLING
 
 
 class MiniLoader:
+    NODE_ID = "W2S_MiniLoader"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Mini Loader"
     DESCRIPTION = ("Load Word2Scene-mini, the small SD1.5-shaped model shipped with the pack (128 px scenes in "
                    "seconds on a CPU), or another checkpoint made by `python -m word2scene pretrain`, as ComfyUI's "
-                   "own MODEL, CLIP and VAE: KSampler, LoraLoader, Apply Concept and the heat-map nodes work on them "
+                   "own MODEL, CLIP and VAE. KSampler, LoraLoader, Apply Concept and the heat-map nodes work on them "
                    "as on SD1.5. Use its concepts (word2scene-mini-c.safetensors, shipped) and 128 x 128 latents; "
                    "SD1.5 concepts do not fit it. Load Checkpoint cannot read these files.")
     CATEGORY = SAMPLING

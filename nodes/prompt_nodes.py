@@ -10,6 +10,8 @@ from .concept_nodes import CONCEPT
 
 
 class ScenePrompt:
+    NODE_ID = "W2S_ScenePrompt"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Scene Prompt"
     DESCRIPTION = ("Expand a scene word (or a few, comma-separated) into a Word2Scene prompt from the remote-sensing "
                    "knowledge base. Styles: word2scene (trigger words + word, the paper's form), descriptive (with "
                    "elements and relations), plain (no trigger words). The node shows the prompt and what each word "

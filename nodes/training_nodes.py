@@ -18,6 +18,8 @@ from .inputs import check_numbers
 
 
 class TrainConcept:
+    NODE_ID = "W2S_TrainConcept"  # saved workflows refer to it: never changes
+    DISPLAY_NAME = "Word2Scene Train Concept"
     DESCRIPTION = ("Train a Word2Scene concept LoRA on a folder of remote-sensing images (captions.jsonl, kohya "
                    "'10_name' folders, class folders or images with .txt captions). Saves into models/loras/word2scene/ "
                    "with full metadata; Cancel leaves a resumable checkpoint. Run again unchanged, it gives the finished "

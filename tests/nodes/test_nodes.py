@@ -201,6 +201,24 @@ def test_workflows_are_generated_from_their_source():
         sys.path.remove(str(ROOT / "scripts"))
 
 
+def test_node_tables_of_readme_and_docs_are_generated_from_the_node_classes(pack):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_workflows
+        tables = build_workflows.node_tables()
+        assert set(tables) == {ROOT / "README.md", ROOT / "docs" / "nodes.md"}
+        for path, table in tables.items():
+            assert build_workflows.table_in(path.read_text()) == table, f"{path.name}'s node table is stale: run " \
+                                                                         "scripts/build_workflows.py"
+        # one source: ids, display names and outputs are the classes' own, in the mappings and the workflows
+        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+            assert cls.NODE_ID == node_id and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id] == cls.DISPLAY_NAME
+            assert f"| `{node_id}` | {cls.DISPLAY_NAME} |" in tables[ROOT / "docs" / "nodes.md"]
+            assert [t for _, t in build_workflows.outputs(node_id)] == list(cls.RETURN_TYPES)
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
 def test_packaging_for_registry_and_manager():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "comfyui" not in project["project"]["name"].lower()
