@@ -4,7 +4,6 @@ anything else goes under the next free name, never replacing a file unasked."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from ..concepts.file import Concept, load_concept
