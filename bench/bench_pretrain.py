@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from flops import counted_tflop, matmul_peak  # noqa: E402
 from word2scene.datasets import load_images, scan_dataset  # noqa: E402
 from word2scene.models.sd15 import build_random, mini_configs  # noqa: E402
-from word2scene.training.base_model import (LOOK_TEMPLATES, PretrainConfig, _Run, caption_encoder,  # noqa: E402
-                                            caption_tokens, look_caption, unet_step, vae_step)
+from word2scene.training.base_model import (LOOK_TEMPLATES, PatchCode, PretrainConfig, _Run,  # noqa: E402
+                                            caption_encoder, caption_tokens, look_caption, unet_step, vae_step)
 
 AID = ROOT.parent / "shared" / "data" / "aid"
 
@@ -50,14 +50,16 @@ def timed(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def make_run(cfg: PretrainConfig, channels_last: bool = False, fused: bool = False, compiled: bool = False) -> _Run:
+def make_run(cfg: PretrainConfig, pixels: np.ndarray, channels_last: bool = False, fused: bool = False,
+             compiled: bool = False) -> _Run:
     sd = build_random(mini_configs(), 0)
     for m in (sd.vae, sd.unet, sd.text_encoder):
         m.requires_grad_(True).train()
         if channels_last and m is not sd.text_encoder:
             m.to(memory_format=torch.channels_last)
-    run = _Run(sd, cfg, Path("/nonexistent/x.safetensors"), "bench")
+    run = _Run(sd, cfg, Path("/nonexistent/x.safetensors"), "bench", {"name": "random weights", "sha256": ""})
     run.latent_scale = 1.0
+    run.patch_code = PatchCode(pixels)
     run.ema = run.ema_text = None  # the EMA is the same work in every variant
     if fused:
         run.vae_opt = torch.optim.AdamW(sd.vae.parameters(), lr=cfg.vae_learning_rate, fused=True)
@@ -101,7 +103,7 @@ def profile_unet(pixels, concepts, batch: int) -> None:
     rows = {}
     for precision in ("fp32", "bf16"):
         cfg = replace(PretrainConfig(), batch_size=batch, unet_precision=precision)
-        run = make_run(cfg)
+        run = make_run(cfg, pixels)
         mean, std, encode, schedule = unet_inputs(run, concepts)
         for k in range(2):
             unet_step(run, mean, std, concepts, encode, schedule, k)
@@ -127,6 +129,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     ap.add_argument("--profile", action="store_true", help="split a UNet step by operator family, fp32 vs bf16")
     ap.add_argument("--quick", action="store_true", help="fewer rows (a smoke test)")
+    ap.add_argument("--phases", default="vae,unet", help="which phases to time: vae, unet or both (default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,6 +151,7 @@ def main() -> None:
         phases += [("unet", 16, None), ("unet", 64, None)]
     else:
         variants = variants[:2]
+    phases = [p for p in phases if p[0] in args.phases.split(",")]
     print("| phase | batch | variant | s/step | samples/s | GFLOP/step | GFLOP/s | MFU | vs fp32 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for phase, batch, crop in phases:
@@ -158,9 +162,9 @@ def main() -> None:
             cfg = replace(PretrainConfig(), vae_precision=precision, unet_precision=precision, vae_batch_size=batch,
                           batch_size=batch, vae_crop=crop or 64)
             t_build = time.perf_counter()
-            run = make_run(cfg, **kwargs)
+            run = make_run(cfg, pixels, **kwargs)
             if flop is None:
-                flop = phase_tflop(make_run(replace(cfg, vae_precision="fp32", unet_precision="fp32")), phase,
+                flop = phase_tflop(make_run(replace(cfg, vae_precision="fp32", unet_precision="fp32"), pixels), phase,
                                    pixels, concepts)
             if phase == "vae":
                 seconds = timed(lambda: vae_step(run, pixels, 0), args.repeats)

@@ -96,7 +96,7 @@ class PretrainConfig:
                                                      "fitting on crops is cheaper per image)")
     vae_shifted_fraction: float = option(0.1, min=0.0, max=1.0, help="fraction of VAE crops in the shifted look "
                                                                       "(the rest true colour)")
-    chroma_weight: float = option(5.0, min=0.0, max=100.0, help="extra L1 weight on colour (each pixel minus its "
+    chroma_weight: float = option(20.0, min=0.0, max=100.0, help="extra L1 weight on colour (each pixel minus its "
                                                                 "grey, averaged over 4 x 4 pixels): AID's muted "
                                                                 "colours are otherwise lost first")
     pooled_weight: float = option(10.0, min=0.0, max=1000.0,
