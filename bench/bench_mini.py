@@ -116,16 +116,18 @@ def generate_row(sd, kb, classes: list[str], seeds: list[int], out: Path, concep
 
 
 def draw_jobs(sd, kb, jobs: list[tuple[str, int, Path]], concept, strength: float, steps: int, batch: int = 30,
-              size: int = 128) -> None:
+              size: int = 128, cfg: float = 7.0, sampler: str = "ddim") -> None:
     """Each (words, seed, file) job drawn through the scene pipeline (prompt "gs, geographic
-    scene, <words>", DDIM, CFG 7), `batch` per sampling call; files already written are skipped."""
+    scene, <words>"; DDIM, CFG 7 unless given), `batch` per sampling call; files already
+    written are skipped."""
     jobs = [j for j in jobs if not j[2].is_file()]
     apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
     try:
         for start in range(0, len(jobs), batch):
             part = jobs[start:start + batch]
             scenes = make_scenes(sd, [(words, seed) for words, seed, _ in part],
-                                 SamplingSettings(steps=steps, cfg=7.0, width=size, height=size), kb=kb,
+                                 SamplingSettings(steps=steps, cfg=cfg, width=size, height=size, sampler=sampler),
+                                 kb=kb,
                                  parameters={"strength": strength, "concept": str(getattr(concept, "path", ""))})
             for (_, _, file), scene in zip(part, scenes):
                 file.parent.mkdir(parents=True, exist_ok=True)
