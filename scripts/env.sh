@@ -13,7 +13,7 @@ fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "word2scene: installing into $VENV (first run only)..." >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check ${W2S_TORCH:-torch==2.13.0} >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" pytest nltk >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" pytest nltk torchmetrics pycocoevalcap >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT" >&2
   echo "$WANT" > "$STAMP"
 fi

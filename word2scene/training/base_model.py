@@ -36,7 +36,7 @@ from PIL import Image, ImageFilter
 from ..datasets import dataset_hash, load_images, scan_dataset
 from ..imagery import dihedral
 from ..errors import InputError
-from ..files import atomic_path, check_output, check_writable, output_lock, save_or_keep
+from ..files import atomic_path, check_output, check_safetensors, check_writable, output_lock, save_or_keep
 from ..models.diffusion import epsilon_loss, pixels_to_tensor
 from ..models.sd15 import SD15, build_random, load_single_file, mini_configs, save_single_file, tiny_configs
 from ..models.weight_files import file_sha256
@@ -421,9 +421,7 @@ def pretrain(dataset: str | Path, out: str | Path, cfg: PretrainConfig, *, kb=No
     TrainingInterrupted raised. If the final save fails, the checkpoint is kept beside `out` or
     in the system temp folder and the error says where."""
     cfg.check()
-    out = Path(out)
-    if out.suffix.lower() != ".safetensors":
-        raise InputError("out", f"{out.name}: checkpoints end in .safetensors")
+    out = check_safetensors(out, "checkpoints are saved as .safetensors")
     check_output(out, overwrite)
     check_writable(out.parent)
     with output_lock(out):
