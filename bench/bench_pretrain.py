@@ -7,16 +7,20 @@ backward, torch's FlopCounterMode) over the measured matmul peak of the same pre
 (the best square product, bench/flops.py). Every row is measured in this one run; the
 ratio column is against the fp32 row of the same phase and batch.
 
+The EMA phase times pretrain's EMA update (update_ema) against diffusers' EMAModel (with and
+without foreach) on the same UNet and text encoder: the measured reason written at update_ema.
+
 A profile (`--profile`) splits one fp32 and one bf16 UNet step by operator family
 (convolution, matmul/linear, attention, GroupNorm/LayerNorm, casts, elementwise, optimizer)
 to say where bf16 gains or loses.
 
 Usage:
-    python bench/bench_pretrain.py [--repeats 5] [--compile] [--profile] [--threads N]
+    python bench/bench_pretrain.py [--repeats 5] [--compile] [--profile] [--threads N] [--phases vae,unet,ema]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from dataclasses import replace
@@ -33,7 +37,8 @@ from flops import counted_tflop, matmul_peak  # noqa: E402
 from word2scene.datasets import load_images, scan_dataset  # noqa: E402
 from word2scene.models.sd15 import build_random, mini_configs  # noqa: E402
 from word2scene.training.base_model import (LOOK_TEMPLATES, PatchCode, PretrainConfig, _Run,  # noqa: E402
-                                            caption_encoder, caption_tokens, look_caption, unet_step, vae_step)
+                                            caption_encoder, caption_tokens, look_caption, unet_step,
+                                            update_ema, vae_step)
 
 AID = ROOT.parent / "shared" / "data" / "aid"
 
@@ -122,6 +127,29 @@ def profile_unet(pixels, concepts, batch: int) -> None:
         print(f"| {family} | {a:.0f} | {b:.0f} | {b / a if a else float('nan'):.2f} |")
 
 
+def time_ema(pixels, repeats: int) -> None:
+    """update_ema against diffusers' EMAModel over the same parameters (UNet + text encoder)."""
+    from diffusers.training_utils import EMAModel
+
+    run = make_run(PretrainConfig(), pixels)
+    run.ema = copy.deepcopy(run.sd.unet).requires_grad_(False)  # make_run leaves the EMA out
+    run.ema_text = copy.deepcopy(run.sd.text_encoder).requires_grad_(False)
+    params = [*run.sd.unet.parameters(), *run.sd.text_encoder.parameters()]
+    for p in params:
+        p.requires_grad_(True)  # EMAModel updates only trainable parameters
+    rows = [("update_ema (pretrain's)", lambda: update_ema(run, 100))]
+    for foreach in (False, True):
+        ema = EMAModel(params, decay=0.999, foreach=foreach)
+        rows.append((f"diffusers EMAModel foreach={foreach}", lambda ema=ema: ema.step(params)))
+    print("\n| EMA update | ms/step | vs update_ema |")
+    print("|---|---|---|")
+    base = None
+    for name, fn in rows:
+        seconds = timed(fn, repeats * 4)
+        base = base or seconds
+        print(f"| {name} | {seconds * 1000:.1f} | {base / seconds:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
@@ -129,7 +157,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     ap.add_argument("--profile", action="store_true", help="split a UNet step by operator family, fp32 vs bf16")
     ap.add_argument("--quick", action="store_true", help="fewer rows (a smoke test)")
-    ap.add_argument("--phases", default="vae,unet", help="which phases to time: vae, unet or both (default)")
+    ap.add_argument("--phases", default="vae,unet,ema", help="which phases to time: vae, unet, ema (default: all)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,6 +210,8 @@ def main() -> None:
             print(f"| {label} | {batch} | {name}{note} | {seconds:.3f} | {rate:.1f} | {flop * 1000:.1f} | "
                   f"{flop * 1000 / seconds:.0f} | {flop / seconds / peak[precision]:.1%} | {rate / base_rate:.2f} |",
                   flush=True)
+    if "ema" in args.phases.split(","):
+        time_ema(pixels, args.repeats)
     if args.profile:
         profile_unet(pixels, concepts, 32)
 

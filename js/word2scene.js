@@ -236,6 +236,16 @@ function renderReport(container, markdown) {
 }
 
 // --- Heat Map: a chip per word; the chosen word's overlay is shown on the node ------------------
+// A repeated word is labelled as the words input selects it ("church#2", docs/heatmaps.md);
+// its chip's tooltip says so in words.
+function occurrenceTitle(word) {
+  const m = /^(.*)#(\d+)$/.exec(word);
+  if (!m) return `“${word}”: where the model attended to this word`;
+  const n = Number(m[2]);
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+  return `the ${n}${suffix} “${m[1]}” of the prompt (type ${word} in words to map only this one)`;
+}
+
 function renderHeatmap(node) {
   const parts = node.w2sParts;
   const view = viewOf(node);
@@ -249,6 +259,7 @@ function renderHeatmap(node) {
       background: k === chosen ? "#357" : "#333", color: "#eee", cursor: "pointer", font: "11px sans-serif",
     }, word);
     chip.dataset.word = word;
+    chip.title = occurrenceTitle(word);
     chip.addEventListener("click", () => {
       view.chosen = k;
       keepView(node, view);

@@ -64,7 +64,8 @@ class Evaluate:
                                          "none shipped with this copy of the pack; put a classifier trained with "
                                          "`python -m word2scene classifier train` or VGG16 / Inception-v3 weights there")
         split = None if reference_split.strip() in ("", "all") else reference_split.strip()
-        reference = image_set(comfy_bridge.dataset_folder(reference_folder, "reference_folder"), "reference_folder", split)
+        reference = image_set(comfy_bridge.dataset_folder(reference_folder, "reference_folder"), "reference_folder", split,
+                              split_input="reference_split")
         settings = EvaluationSettings(
             features=comfy_bridge.evaluation_path("features", features),
             fid_features=None if fid_features == SAME else comfy_bridge.evaluation_path("fid_features", fid_features),

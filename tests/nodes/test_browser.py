@@ -369,13 +369,20 @@ def test_heatmap_node_word_chips_show_their_overlay(page, artifacts):
     _set_widgets(workflow, "CheckpointLoaderSimple", _0="sd15_random.safetensors")
     _set_widgets(workflow, "W2S_ConceptLoader", _0=CONCEPT)
     _set_widgets(workflow, "EmptyLatentImage", _0=64, _1=64)
-    _set_widgets(workflow, "W2S_KSamplerHeatmaps", _2=2)
+    prompt = "gs, geographic scene, a church with a blue roof near red buildings and a church"
+    _set_widgets(workflow, "W2S_KSamplerHeatmaps", _2=2, _7=prompt)
+    [positive] = [n for n in workflow["nodes"] if n["id"] == 4]
+    positive["widgets_values"][0] = prompt
+    [heatmap] = [n for n in workflow["nodes"] if n["id"] == 9]
+    heatmap["widgets_values"][0] = ""  # every content word, the repeated "church" twice
     _load(page, workflow)
     _run_and_wait(page, "W2S_Heatmap",
                   "() => document.querySelectorAll(\"[data-w2s='w2s_words'] button\").length >= 9")
     chips = page.locator("[data-w2s='w2s_words']").first.locator("button")
     labels = chips.all_text_contents()
-    assert labels[:2] == ["gs", "geographic scene"] or "church" in labels
+    assert labels[:3] == ["gs", "geographic", "scene"] and labels.count("church") == 1 and "church#2" in labels
+    # a repeated word's chip says in words which one it is (the label is the words input's notation)
+    assert "2nd “church”" in chips.nth(labels.index("church#2")).get_attribute("title")
     page.wait_for_function("() => document.querySelector(\"[data-w2s='w2s_overlay']\")?.naturalWidth > 0")
     first = _overlay(page)
     assert first["word"] == labels[0] and "/view?" in first["src"] and first["width"] == 64

@@ -306,6 +306,9 @@ def test_evaluate_node_reports_metrics_named_by_extractor(server):
     prompt["2"]["inputs"]["concept"] = "volcano"
     bad = server.run_prompt(prompt)
     assert bad["status"]["status_str"] == "error" and "volcano" in json.dumps(bad["status"]["messages"])
+    prompt["2"]["inputs"].update(concept="beach", reference_split="nosuch")
+    split = json.dumps(server.run_prompt(prompt)["status"]["messages"])
+    assert "reference_split: " in split and "nosuch" in split  # the node's input, not the library's --split
     assert server.get("/object_info/W2S_Evaluate")  # the server lives
 
 
