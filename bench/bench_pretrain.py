@@ -10,7 +10,8 @@ ratio column is against the fp32 row of the same phase and batch.
 The EMA phase times pretrain's EMA update (update_ema) against diffusers' EMAModel (with and
 without foreach) on the same UNet and text encoder: the measured reason written at update_ema.
 
-A profile (`--profile`) splits one fp32 and one bf16 UNet step by operator family
+A profile (`--profile`) splits one fp32 and two bf16 UNet steps (diffusers' SDPA attention,
+and pretrain's explicit-matmul attention, use_fast_attention) by operator family
 (convolution, matmul/linear, attention, GroupNorm/LayerNorm, casts, elementwise, optimizer)
 to say where bf16 gains or loses.
 
@@ -38,7 +39,7 @@ from word2scene.datasets import load_images, scan_dataset  # noqa: E402
 from word2scene.models.sd15 import build_random, mini_configs  # noqa: E402
 from word2scene.training.base_model import (LOOK_TEMPLATES, PatchCode, PretrainConfig, _Run,  # noqa: E402
                                             caption_encoder, caption_tokens, look_caption, unet_step,
-                                            update_ema, vae_step)
+                                            update_ema, use_fast_attention, vae_step)
 
 AID = ROOT.parent / "shared" / "data" / "aid"
 
@@ -56,8 +57,12 @@ def timed(fn, repeats: int) -> float:
 
 
 def make_run(cfg: PretrainConfig, pixels: np.ndarray, channels_last: bool = False, fused: bool = False,
-             compiled: bool = False) -> _Run:
+             compiled: bool = False, sdpa: bool = False) -> _Run:
+    """A pretraining run on random mini weights, with pretrain's kernels for the precision
+    (use_fast_attention) unless `sdpa` keeps diffusers' default attention."""
     sd = build_random(mini_configs(), 0)
+    if not sdpa:
+        use_fast_attention(sd.unet, cfg.unet_precision, torch.device("cpu"))
     for m in (sd.vae, sd.unet, sd.text_encoder):
         m.requires_grad_(True).train()
         if channels_last and m is not sd.text_encoder:
@@ -106,9 +111,9 @@ def profile_unet(pixels, concepts, batch: int) -> None:
                 "optimizer": ("adam", "_foreach", "lerp")}
     print(f"\nUNet step by operator family (self CPU time, batch {batch}; ms):")
     rows = {}
-    for precision in ("fp32", "bf16"):
+    for label, precision, sdpa in (("fp32", "fp32", False), ("bf16 SDPA", "bf16", True), ("bf16", "bf16", False)):
         cfg = replace(PretrainConfig(), batch_size=batch, unet_precision=precision)
-        run = make_run(cfg, pixels)
+        run = make_run(cfg, pixels, sdpa=sdpa)
         mean, std, encode, schedule = unet_inputs(run, concepts)
         for k in range(2):
             unet_step(run, mean, std, concepts, encode, schedule, k)
@@ -120,11 +125,13 @@ def profile_unet(pixels, concepts, batch: int) -> None:
             family = next((f for f, keys in families.items() if any(name.startswith(k) or k in name for k in keys)),
                           "other")
             totals[family] += e.self_cpu_time_total / 1000
-        rows[precision] = totals
-    print("| family | fp32 | bf16 | bf16 / fp32 |\n|---|---|---|---|")
-    for family in rows["fp32"]:
-        a, b = rows["fp32"][family], rows["bf16"][family]
-        print(f"| {family} | {a:.0f} | {b:.0f} | {b / a if a else float('nan'):.2f} |")
+        rows[label] = totals
+    print("| family | fp32 | bf16, SDPA attention | bf16 (pretrain's kernels) | bf16 SDPA / fp32 | bf16 / fp32 |")
+    print("|---|---|---|---|---|---|")
+    for family in [*rows["fp32"], "total"]:
+        a, b, c = (sum(rows[k].values()) if family == "total" else rows[k][family] for k in ("fp32", "bf16 SDPA", "bf16"))
+        print(f"| {family} | {a:.0f} | {b:.0f} | {c:.0f} | {b / a if a else float('nan'):.2f} | "
+              f"{c / a if a else float('nan'):.2f} |")
 
 
 def time_ema(pixels, repeats: int) -> None:
@@ -169,7 +176,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; matmul peak fp32 {peak['fp32'] * 1000:.0f} GFLOP/s, "
           f"bf16 {peak['bf16'] * 1000:.0f} GFLOP/s\n")
-    variants = [("fp32", {}), ("bf16", {}), ("fp32 channels_last", {"channels_last": True}),
+    variants = [("fp32", {}), ("bf16", {}), ("bf16 SDPA attention", {"sdpa": True}), ("fp32 channels_last", {"channels_last": True}),
                 ("bf16 channels_last", {"channels_last": True}), ("fp32 fused AdamW", {"fused": True}),
                 ("bf16 fused AdamW", {"fused": True})]
     if args.compile:
@@ -178,7 +185,7 @@ def main() -> None:
     if not args.quick:
         phases += [("unet", 16, None), ("unet", 64, None)]
     else:
-        variants = variants[:2]
+        variants = variants[:3]
     phases = [p for p in phases if p[0] in args.phases.split(",")]
     print("| phase | batch | variant | s/step | samples/s | GFLOP/step | GFLOP/s | MFU | vs fp32 |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -186,6 +193,8 @@ def main() -> None:
         base_rate = None
         flop = None
         for name, kwargs in variants:
+            if kwargs.get("sdpa") and phase == "vae":
+                continue  # the choice of attention kernels is the UNet's
             precision = name.split()[0]
             cfg = replace(PretrainConfig(), vae_precision=precision, unet_precision=precision, vae_batch_size=batch,
                           batch_size=batch, vae_crop=crop or 64)

@@ -141,12 +141,35 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth():
     assert [_lr(k, 1.0, 10, 110, "constant") for k in (50, 109)] == [1.0, 1.0]
 
 
-def test_a_resumed_run_with_another_precision_is_refused_by_name(handful, tmp_path):
-    pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 2}))
-    state = sorted(tmp_path.glob("a.pretrain-*.pt"))[0]
-    with pytest.raises(InputError, match="vae_precision"):
-        pretrain(handful, tmp_path / "b.safetensors", PretrainConfig(**{**QUICK, "vae_precision": "fp32"}),
-                 resume=state)
+def test_a_resumed_run_may_change_its_precision_but_not_its_recipe(handful, tmp_path):
+    """Precision, like the device, is the arithmetic, not the recipe: a run started in fp32
+    continues in bf16 from its state; a defining option (the learning rate) is refused by name."""
+    pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 2,
+                                                                      "vae_precision": "fp32", "unet_precision": "fp32"}))
+    state = sorted(tmp_path.glob("a.pretrain-*.pt"))[-1]
+    out = pretrain(handful, tmp_path / "b.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 4}), resume=state)
+    assert torch.isfinite(load_file(str(out))["model.diffusion_model.out.2.weight"].float()).all()
+    with pytest.raises(InputError, match="lr|learning_rate"):
+        pretrain(handful, tmp_path / "c.safetensors", PretrainConfig(**{**QUICK, "learning_rate": 1e-3}), resume=state)
+
+
+def test_bf16_unet_on_a_cpu_attends_with_explicit_matmuls_and_matches_fp32():
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    from word2scene.training.base_model import autocast, use_fast_attention
+
+    sd = load_sd15(model="tiny")
+    x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 500])
+    context = torch.randn(2, 77, sd.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = sd.unet(x, t, encoder_hidden_states=context).sample
+        use_fast_attention(sd.unet, "fp32", torch.device("cpu"))
+        assert {type(p) for p in sd.unet.attn_processors.values()} == {AttnProcessor2_0}  # fp32 keeps the default
+        use_fast_attention(sd.unet, "bf16", torch.device("cpu"))
+        assert {type(p) for p in sd.unet.attn_processors.values()} == {AttnProcessor}
+        with autocast("bf16", torch.device("cpu")):
+            fast = sd.unet(x, t, encoder_hidden_states=context).sample.float()
+    assert fast.shape == reference.shape
+    assert (fast - reference).norm() / reference.norm() < 0.05  # bf16 rounding, not another function
 
 
 def test_init_vae_puts_a_new_vae_under_an_earlier_unet_and_text_encoder(handful, tmp_path):
