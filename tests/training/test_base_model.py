@@ -325,3 +325,14 @@ def test_the_patch_code_keeps_each_patch_colour_and_is_reproducible():
     expected = torch.tensor([grey, CHROMA_GAIN * (0.5 - grey), CHROMA_GAIN * (-0.3 - grey)]) * 8
     assert torch.allclose(code[0, :3, 0, 0], expected, atol=1e-5)
     assert abs(float(code[0, 3, 0, 0])) < 1e-4  # nothing but colour: the texture component is zero
+
+
+def test_a_state_recording_options_that_no_longer_define_a_run_still_resumes(tmp_path):
+    from word2scene.training.states import check_resumable
+
+    identity = PretrainConfig().identity()
+    older = {"config": {**identity, "unet_precision": "fp32", "vae_precision": "bf16"}, "dataset_hash": "d"}
+    check_resumable(older, tmp_path / "s.pt", identity, "d")  # the precisions were compared once; no more
+    changed = {"config": {**identity, "learning_rate": 1.0}, "dataset_hash": "d"}
+    with pytest.raises(InputError, match=r"other settings: \{'learning_rate': \(1.0, "):
+        check_resumable(changed, tmp_path / "s.pt", identity, "d")

@@ -23,8 +23,9 @@ def read_state(path: Path, format_name: str) -> dict:
 
 def check_resumable(state: dict, path: Path, identity: dict, data_hash: str, defaults: dict | None = None) -> None:
     """Refuse a state written with other settings or on other data. `defaults` fill options
-    that did not exist when the state was written."""
-    saved = {**(defaults or {}), **state["config"]}
+    that did not exist when the state was written; options the state records that no longer
+    define a run (a precision, once) are not compared."""
+    saved = {k: v for k, v in {**(defaults or {}), **state["config"]}.items() if k in identity}
     if saved != identity:
         diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
         raise InputError("resume", f"{path} was written with other settings: {diff}")
