@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     ap.add_argument("--profile", action="store_true", help="split a UNet step by operator family, fp32 vs bf16")
     ap.add_argument("--quick", action="store_true", help="fewer rows (a smoke test)")
+    ap.add_argument("--unet-batches", default="32,16,64", help="UNet batch sizes to time (default: 32,16,64)")
     ap.add_argument("--phases", default="vae,unet,ema", help="which phases to time: vae, unet, ema (default: all)")
     args = ap.parse_args()
     if args.threads:
@@ -181,10 +182,8 @@ def main() -> None:
                 ("bf16 fused AdamW", {"fused": True})]
     if args.compile:
         variants += [("fp32 torch.compile", {"compiled": True}), ("bf16 torch.compile", {"compiled": True})]
-    phases = [("vae", 16, 64), ("unet", 32, None)]
-    if not args.quick:
-        phases += [("unet", 16, None), ("unet", 64, None)]
-    else:
+    phases = [("vae", 16, 64)] + [("unet", int(b), None) for b in args.unet_batches.split(",")]
+    if args.quick:
         variants = variants[:3]
     phases = [p for p in phases if p[0] in args.phases.split(",")]
     print("| phase | batch | variant | s/step | samples/s | GFLOP/step | GFLOP/s | MFU | vs fp32 |")
