@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--unet-batches", default="32,16,64", help="UNet batch sizes to time (default: 32,16,64)")
     ap.add_argument("--phases", default="vae,unet,ema", help="which phases to time: vae, unet, ema (default: all)")
     args = ap.parse_args()
+    wanted = set(args.phases.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
     samples = scan_dataset(AID, split="train")[::64]
@@ -185,7 +186,7 @@ def main() -> None:
     phases = [("vae", 16, 64)] + [("unet", int(b), None) for b in args.unet_batches.split(",")]
     if args.quick:
         variants = variants[:3]
-    phases = [p for p in phases if p[0] in args.phases.split(",")]
+    phases = [p for p in phases if p[0] in wanted]
     print("| phase | batch | variant | s/step | samples/s | GFLOP/step | GFLOP/s | MFU | vs fp32 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for phase, batch, crop in phases:
@@ -218,7 +219,7 @@ def main() -> None:
             print(f"| {label} | {batch} | {name}{note} | {seconds:.3f} | {rate:.1f} | {flop * 1000:.1f} | "
                   f"{flop * 1000 / seconds:.0f} | {flop / seconds / peak[precision]:.1%} | {rate / base_rate:.2f} |",
                   flush=True)
-    if "ema" in args.phases.split(","):
+    if "ema" in wanted:
         time_ema(pixels, args.repeats)
     if args.profile:
         profile_unet(pixels, concepts, 32)

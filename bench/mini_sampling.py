@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,7 +75,7 @@ def main() -> int:
     rows.sort(key=lambda r: -r[0])
     lines = [f"Word2Scene-mini ({sd.source}) + {Path(concept.path).name} at strength 1, 30 AID classes x {args.images} "
              f"seeds per setting, 128 px; classifier {classifier.name}. Sorted by OA.", "",
-             "| sampler | steps | CFG | OA | OA by seed half | look | s per image (1 thread) |", "|---|---|---|---|---|---|---|"]
+             f"| sampler | steps | CFG | OA | OA by seed half | look | s per image ({torch.get_num_threads()} threads) |", "|---|---|---|---|---|---|---|"]
     for oa, sampler, steps, cfg, halves, lk, secs in rows:
         lines.append(f"| {sampler} | {steps} | {cfg:g} | {oa:.1%} | {' / '.join(f'{h:.1%}' for h in halves)} | {lk:.2f} | "
                      f"{'-' if secs is None else f'{secs:.2f}'} |")

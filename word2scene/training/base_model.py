@@ -183,9 +183,10 @@ def use_fast_attention(unet, precision: str, device: torch.device) -> None:
     """Under bf16 autocast on a CPU, the UNet's attention as explicit matmuls (diffusers'
     AttnProcessor: baddbmm, softmax in fp32, bmm) instead of scaled_dot_product_attention.
     Measured on one AMX core, mini UNet, batch 32 (bench/bench_pretrain.py --profile): bf16
-    made convolutions 0.56x and matmuls 0.49x as long, but SDPA's bf16 CPU kernel 1.89x as long
-    (attention was a third of the fp32 step), so bf16 with SDPA was 0.95x the speed of fp32;
-    with these kernels bf16 is 1.38x. Elsewhere (fp32, GPUs) diffusers' default stays."""
+    made convolutions 0.55x and matmuls 0.49x as long, but SDPA's bf16 CPU kernel 1.97x as long
+    (attention was a third of the fp32 step), so bf16 with SDPA ran at 0.89-0.93x fp32's speed;
+    with these kernels bf16 runs at 1.19-1.42x (batches 16-64, docs/benchmarks.md). Elsewhere
+    (fp32, GPUs) diffusers' default stays."""
     if precision == "bf16" and device.type == "cpu":
         from diffusers.models.attention_processor import AttnProcessor
 
@@ -257,8 +258,7 @@ CHROMA_GAIN = 4.0
 class PatchCode:
     """A linear code of an SD1.5-layout latent's size for 8 x 8 RGB patches (pixels in [-1, 1]):
     the patch's mean luminance and its two colour differences (amplified; x 8, the norm of a
-    unit-mean patch), then the
-    leading principal components of what is left (fitted on `samples` patches drawn with
+    unit-mean patch), then the leading principal components of what is left (fitted on `samples` patches drawn with
     `seed`). It keeps each patch's colour exactly, which a code learned from scratch loses
     first (AID's colours are muted: luminance texture dominates any squared error)."""
 
@@ -427,12 +427,11 @@ def update_ema(run: _Run, step: int) -> None:
     diffusers EMAModel's warm-up (decay min(ema_decay, (1 + step) / (10 + step))).
 
     Not diffusers' EMAModel, by measurement and by format (bench/bench_pretrain.py --phases
-    ema, one thread, mini UNet + text encoder): this loop takes 13.8 ms a step, EMAModel
-    21.0 ms (foreach) and 21.6 ms, all under 1 % of a 4.2 s UNet step, so speed decides
-    little; but the
-    copies here are modules, whose state dicts are the UNet's own keys: states resume them
-    with load_state_dict and the checkpoint is written from them directly, while EMAModel
-    keeps a list of tensors with its own state format (and counts its steps one later)."""
+    ema, one thread, mini UNet + text encoder): this loop takes 12.7-13.8 ms a step, EMAModel
+    18-21 ms, all under 1 % of a 2.5-3 s UNet step, so speed decides little; but the copies
+    here are modules, whose state dicts are the UNet's own keys: states resume them with
+    load_state_dict and the checkpoint is written from them directly, while EMAModel keeps a
+    list of tensors with its own state format (and counts its steps one later)."""
     if run.ema is None:
         return
     decay = min(run.cfg.ema_decay, (1 + step) / (10 + step))
