@@ -336,3 +336,59 @@ def test_a_state_recording_options_that_no_longer_define_a_run_still_resumes(tmp
     changed = {"config": {**identity, "learning_rate": 1.0}, "dataset_hash": "d"}
     with pytest.raises(InputError, match=r"other settings: \{'learning_rate': \(1.0, "):
         check_resumable(changed, tmp_path / "s.pt", identity, "d")
+
+
+def test_standardized_latent_channels_change_coordinates_not_reconstructions(handful, tmp_path):
+    from word2scene.datasets import load_images, scan_dataset
+    from word2scene.training.base_model import encode_latents, standardize_latent_channels
+
+    vae_run = pretrain(handful, tmp_path / "v.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 0, "save_every": 0}))
+    vae = load_sd15(vae_run).vae.float()
+    _, arrays, _ = load_images(scan_dataset(handful), 64)
+    pixels = np.stack(arrays)
+    before, spread_before = encode_latents(vae, pixels)
+    with torch.no_grad():
+        decoded = vae.decode(before).sample
+    shift, spread = before.mean((0, 2, 3)), before.std((0, 2, 3))
+    assert spread.max() / spread.min() > 1.2  # the channels differ in spread: the test can fail
+    standardize_latent_channels(vae, shift, spread)
+    after, spread_after = encode_latents(vae, pixels)
+    assert torch.allclose(after.mean((0, 2, 3)), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(after.std((0, 2, 3)), torch.ones(4), atol=1e-4)
+    assert torch.allclose(spread_after, spread_before / spread.view(1, -1, 1, 1), rtol=1e-3)
+    with torch.no_grad():
+        assert torch.allclose(vae.decode(after).sample, decoded, atol=1e-4)
+
+
+def test_latent_norm_channels_bakes_the_colour_statistics_into_the_vae_and_resumes(handful, tmp_path):
+    channels = {**QUICK, "vae_steps": 0, "latent_norm": "channels"}
+    start = pretrain(handful, tmp_path / "s.safetensors", PretrainConfig(**{**QUICK, "unet_steps": 0, "save_every": 0}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = pretrain(handful, tmp_path / "a.safetensors", PretrainConfig(**channels), init=start)
+        state = tmp_path / "a.pretrain-000000-000002.pt"
+        shutil.copy(state, tmp_path / "b.pretrain-000000-000002.pt")
+        for cache in tmp_path.glob("a.latents-*"):  # resumed beside its latents, as a run resumes in its folder
+            shutil.copy(cache, tmp_path / cache.name.replace("a.", "b.", 1))
+        resumed = pretrain(handful, tmp_path / "b.safetensors", PretrainConfig(**channels), init=start,
+                           resume=tmp_path / "b.pretrain-000000-000002.pt")
+    finally:
+        torch.set_num_threads(threads)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed, the VAE is not standardized twice
+    sd = load_sd15(straight)
+    assert sd.vae_scale == 1.0
+    with open(straight, "rb") as f:
+        facts = json.loads(json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"][PRETRAIN_METADATA_KEY])
+    assert facts["latent_norm"] == "channels" and facts["latent_channels"]["images"] == 6
+    from word2scene.datasets import load_images, scan_dataset
+    from word2scene.training.base_model import encode_latents
+
+    _, arrays, _ = load_images(scan_dataset(handful), 64)
+    latents = encode_latents(sd.vae.float(), np.stack(arrays))[0]  # the true-colour images: standardized
+    assert torch.allclose(latents.mean((0, 2, 3)), torch.zeros(4), atol=0.02)
+    assert torch.allclose(latents.std((0, 2, 3)), torch.ones(4), atol=0.02)
+    with pytest.raises(InputError, match="other settings"):
+        pretrain(handful, tmp_path / "c.safetensors", PretrainConfig(**{**channels, "latent_norm": "scale"}), init=start,
+                 resume=state)

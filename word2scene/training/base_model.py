@@ -108,6 +108,13 @@ class PretrainConfig:
                                             "RGB patch (its mean colour and the leading principal component of the "
                                             "rest, fitted on the images at the start): colour and layout kept from "
                                             "the first step, which the VAE then improves on; 0 = off")
+    latent_norm: str = option("scale", choices=("scale", "channels"),
+                              help="how the UNet sees the VAE's latents: scale = one factor giving the base's "
+                                   "(shifted-look) latents unit variance, SD1.5's way; channels = each latent "
+                                   "channel shifted and scaled to zero mean and unit variance on true-colour "
+                                   "images, baked into the VAE's quant_conv and post_quant_conv (an exact change "
+                                   "of coordinates; the file keeps SD1.5's layout), so the colour the concepts "
+                                   "learn is on the noise's scale")
     vae_precision: str = option("bf16", choices=PRECISIONS,
                                 help="VAE phase arithmetic: bf16 autocast (measured 1.9x faster per step on a "
                                      "2-core AMX CPU, bench/bench_pretrain.py) or fp32")
@@ -206,6 +213,7 @@ class _Run:
         self.vae_step = self.unet_step = 0
         self.losses: dict[str, list[float]] = {"vae": [], "unet": []}
         self.latent_scale: float | None = None
+        self.latent_channels: dict | None = None  # {"shift", "spread"} once latent_norm "channels" is applied
         self.last_state: Path | None = None
         self.patch_code: PatchCode | None = None  # the VAE's latent target (latent_code_weight)
 
@@ -216,7 +224,7 @@ class _Run:
         state = {"format": STATE_FORMAT, "version": 1, "config": self.cfg.identity(),
                  "dataset_hash": self.data_hash, "base_model": self.base,
                  "vae_step": self.vae_step, "unet_step": self.unet_step,
-                 "losses": self.losses, "latent_scale": self.latent_scale,
+                 "losses": self.losses, "latent_scale": self.latent_scale, "latent_channels": self.latent_channels,
                  "vae": self.sd.vae.state_dict(), "unet": self.sd.unet.state_dict(),
                  "text_encoder": self.sd.text_encoder.state_dict(),
                  "ema_text": self.ema_text.state_dict() if self.ema_text is not None else {},
@@ -250,6 +258,7 @@ class _Run:
         check_within(path, "UNet step", self.unet_step, self.cfg.unet_steps)
         self.losses = {k: list(v) for k, v in state["losses"].items()}
         self.latent_scale = state["latent_scale"]
+        self.latent_channels = state.get("latent_channels")  # states from before latent_norm hold none
 
 
 CHROMA_GAIN = 4.0
@@ -357,13 +366,9 @@ def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolutio
     """encode_latents, kept beside `out` (<stem>.latents-<key>.safetensors) for a resumed or
     second-stage run with the same VAE, images and resolution (encoding 8,282 AID images
     takes about 13 minutes on 2 CPU cores)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    digest = hashlib.sha256(f"{data_hash}:{resolution}:{len(images)}".encode())
-    for name, tensor in sorted(vae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    path = out.with_name(f"{out.stem}.latents-{digest.hexdigest()[:16]}.safetensors")
+    path = _latent_cache_path(vae, out, data_hash, resolution, len(images))
     shape = (len(images), vae.config.latent_channels, resolution // 8, resolution // 8)
     try:  # a cache is checked, never trusted: one cut short or of another shape is encoded again
         cached = load_file(str(path))
@@ -374,11 +379,71 @@ def cached_latents(vae, images: np.ndarray, out: Path, data_hash: str, resolutio
     except Exception:  # missing, truncated, not safetensors, other keys: safetensors raises several types
         pass
     mean, std = encode_latents(vae, images)
+    _keep_latents(path, mean, std)
+    return mean, std
+
+
+def _latent_cache_path(vae, out: Path, data_hash: str, resolution: int, count: int) -> Path:
+    digest = hashlib.sha256(f"{data_hash}:{resolution}:{count}".encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return out.with_name(f"{out.stem}.latents-{digest.hexdigest()[:16]}.safetensors")
+
+
+def _keep_latents(path: Path, mean: torch.Tensor, std: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
     try:
         with atomic_path(path, overwrite=True) as tmp:
             save_file({"mean": mean.contiguous(), "std": std.contiguous()}, str(tmp))
     except InputError:  # only a cache: a run goes on without it (a full disk is for the model file)
         pass
+
+
+@torch.no_grad()
+def standardize_latent_channels(vae, shift: torch.Tensor, spread: torch.Tensor) -> None:
+    """Give the VAE new latent coordinates, channel c reading (z_c - shift_c) / spread_c:
+    quant_conv's mean rows and log-variance biases and post_quant_conv's input columns absorb
+    the affine map, so decode(encode(x)) is unchanged (up to float rounding) and the VAE keeps
+    SD1.5's layout and module names (a scalar scaling_factor of 1 then reads its latents)."""
+    c = len(shift)
+    quant, post = vae.quant_conv, vae.post_quant_conv
+    if quant is None or post is None:
+        raise ValueError("latent_norm 'channels' needs a VAE with quant_conv and post_quant_conv (SD1.5's layout)")
+    quant.weight[:c] /= spread.view(-1, 1, 1, 1)
+    quant.bias[:c] = (quant.bias[:c] - shift) / spread
+    quant.bias[c:] -= 2 * torch.log(spread)
+    post.bias += post.weight[:, :, 0, 0] @ shift
+    post.weight *= spread.view(1, -1, 1, 1)
+
+
+LATENT_STATS_IMAGES = 512  # true-colour images whose latents set latent_norm "channels"' shift and spread
+
+
+@torch.no_grad()
+def _as_stored(vae) -> None:
+    """The VAE as the checkpoint stores it (fp16): the latents are the shipped VAE's, and a
+    second stage that loads the checkpoint finds the same latent cache."""
+    for p in vae.parameters():
+        p.copy_(p.half().float())
+
+
+def _standardize(run: _Run, colour: np.ndarray, mean: torch.Tensor, std: torch.Tensor, data_hash: str):
+    """latent_norm "channels": measure each latent channel on true-colour images, bake the
+    standardization into the VAE (as the checkpoint stores it, fp16) and map the cached
+    latents of the shifted look through the same affine change (kept under the new VAE's key,
+    so a resumed or second-stage run finds them)."""
+    vae = run.sd.vae
+    colour_mean = encode_latents(vae, colour)[0]
+    shift, spread = colour_mean.mean((0, 2, 3)), colour_mean.std((0, 2, 3))
+    standardize_latent_channels(vae, shift.to(vae.dtype), spread.to(vae.dtype))
+    _as_stored(vae)
+    view = lambda t: t.view(1, -1, 1, 1)
+    mean, std = (mean - view(shift)) / view(spread), std / view(spread)
+    _keep_latents(_latent_cache_path(vae, run.out, data_hash, run.cfg.resolution, len(mean)), mean, std)
+    run.latent_channels = {"shift": shift.tolist(), "spread": spread.tolist(), "images": len(colour)}
+    run.latent_scale = 1.0
     return mean, std
 
 
@@ -560,12 +625,15 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
                 run.save_state()
             stop_if_asked()
     sd.vae.eval().requires_grad_(False)
-    with torch.no_grad():  # the VAE as the checkpoint stores it (fp16): the latents of the shipped VAE, and
-        for p in sd.vae.parameters():  # a second stage that loads this checkpoint finds the same latent cache
-            p.copy_(p.half().float())
+    _as_stored(sd.vae)
     shifted = np.stack([np.asarray(old_photo(Image.fromarray(p))) for p in pixels])
+    colour = pixels[np.random.default_rng(cfg.seed).permutation(len(pixels))[:LATENT_STATS_IMAGES]] \
+        if cfg.latent_norm == "channels" else None
     del pixels
     mean, std = cached_latents(sd.vae, shifted, out, data_hash, cfg.resolution)
+    if cfg.latent_norm == "channels" and run.latent_channels is None:
+        mean, std = _standardize(run, colour, mean, std, data_hash)
+    del colour
     if run.latent_scale is None:  # unit-variance latents, as SD1.5's 0.18215 gives on its own VAE
         run.latent_scale = float(1.0 / mean.std())
     sd.configs["vae"]["scaling_factor"] = run.latent_scale
@@ -593,10 +661,9 @@ def _pretrain(dataset, out: Path, cfg: PretrainConfig, kb, resume, init, init_va
         model.eval().requires_grad_(False)
     facts = {**asdict(cfg), "init": _started(init), "init_vae": _started(init_vae),
              "dataset_hash": data_hash, "images": len(samples), "skipped_images": len(skipped),
-                                         "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST,
-                                                  "blur_radius": LOOK_BLUR_RADIUS},
-                                         "final_loss": {k: float(np.mean(v[-100:])) if v else None
-                                                        for k, v in run.losses.items()}}
+             "latent_channels": run.latent_channels,
+             "look": {"templates": list(LOOK_TEMPLATES), "contrast": LOOK_CONTRAST, "blur_radius": LOOK_BLUR_RADIUS},
+             "final_loss": {k: float(np.mean(v[-100:])) if v else None for k, v in run.losses.items()}}
     sd.to("cpu")
     metadata = {PRETRAIN_METADATA_KEY: json.dumps(facts)}
     return save_or_keep(out, lambda path, replace: save_single_file(sd, path, dtype=torch.float16, overwrite=replace,
