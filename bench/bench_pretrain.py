@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from flops import counted_tflop, matmul_peak  # noqa: E402
 from word2scene.datasets import load_images, scan_dataset  # noqa: E402
+from word2scene.models.diffusion import use_fast_attention  # noqa: E402
 from word2scene.models.sd15 import build_random, mini_configs  # noqa: E402
 from word2scene.training.base_model import (LOOK_TEMPLATES, PatchCode, PretrainConfig, _Run,  # noqa: E402
                                             caption_encoder, caption_tokens, look_caption, unet_step,
-                                            update_ema, use_fast_attention, vae_step)
+                                            update_ema, vae_step)
 
 AID = ROOT.parent / "shared" / "data" / "aid"
 

@@ -172,6 +172,52 @@ def learning_signal(steps: int = 300, base_steps: int = 2000, base_modules: str 
     return [(c, before[c], after[c]) for c in classes], reconstruction, scale
 
 
+def attention_rows(repeats: int = 5, batch: int = 16) -> list[tuple[str, float]]:
+    """(setting, median seconds per concept-training step) on random mini weights, LoRA rank 8
+    on the attention modules, the trainer's precisions and attention kernels."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from word2scene.models.diffusion import use_fast_attention
+    from word2scene.models.sd15 import build_random, mini_configs
+    from word2scene.training.adapters import add_lora
+    from word2scene.training.config import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for name, dtype, fast in (("fp32 (reference)", torch.float32, False), ("bf16 weights, SDPA", torch.bfloat16, False),
+                              ("bf16 weights, use_fast_attention", torch.bfloat16, True)):
+        sd = build_random(mini_configs(), 0)
+        sd.unet.requires_grad_(False).to(dtype)
+        sd.unet.set_attn_processor(AttnProcessor2_0())
+        if fast:
+            use_fast_attention(sd.unet, "bf16", torch.device("cpu"))
+        add_lora(sd, TrainConfig(rank=8, alpha=8))
+        x = torch.randn(batch, 4, 16, 16, generator=g).to(dtype)
+        t = torch.randint(0, 1000, (batch,), generator=g)
+        context = torch.randn(batch, 77, sd.unet.config.cross_attention_dim, generator=g).to(dtype)
+
+        def step():
+            sd.unet(x, t, encoder_hidden_states=context).sample.float().pow(2).mean().backward()
+        step()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        rows.append((name, sorted(times)[len(times) // 2]))
+    return rows
+
+
+def print_attention() -> None:
+    rows = attention_rows()
+    print(f"\nConcept-training step on mini (random weights, LoRA rank 8, 128 px, batch 16), torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, median of 5\n")
+    print("| setting | s / step | time vs fp32 |")
+    print("|---|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.3f} | {seconds / rows[0][1]:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reference", default=os.environ.get("W2S_DIFFUSERS_LORA_SCRIPT"),
@@ -191,7 +237,12 @@ def main() -> None:
     ap.add_argument("--signal-lr", type=float, default=1e-3, help="learning rate of the airport concept LoRA")
     ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
                     help="run both trainers with this mixed precision (bf16 is fast on CPUs with AMX)")
+    ap.add_argument("--attention", action="store_true",
+                    help="run only the attention-kernel comparison of concept-training steps on mini")
     args = ap.parse_args()
+    if args.attention:
+        print_attention()
+        return
     signal = dict(steps=args.signal_steps, base_steps=args.signal_base_steps, base_modules=args.signal_base_modules,
                   vae_steps=args.signal_vae_steps, modules=args.signal_modules, lr=args.signal_lr)
     if args.only_signal:

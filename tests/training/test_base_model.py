@@ -155,7 +155,8 @@ def test_a_resumed_run_may_change_its_precision_but_not_its_recipe(handful, tmp_
 
 def test_bf16_unet_on_a_cpu_attends_with_explicit_matmuls_and_matches_fp32():
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-    from word2scene.training.base_model import autocast, use_fast_attention
+    from word2scene.models.diffusion import use_fast_attention
+    from word2scene.training.base_model import autocast
 
     sd = load_sd15(model="tiny")
     x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 500])

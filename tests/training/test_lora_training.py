@@ -306,9 +306,12 @@ def test_stop_request_leaves_a_resumable_checkpoint(one_class, tmp_path, kb):
 
 
 def test_bf16_mixed_precision_keeps_lora_in_fp32(one_class, tmp_path, kb):
+    from diffusers.models.attention_processor import AttnProcessor
+
     sd = build_tiny()
     result = train(sd, one_class, tmp_path / "bf16.safetensors", TrainConfig(steps=3, mixed_precision="bf16", **FAST), kb=kb)
     assert sd.unet.conv_in.weight.dtype == torch.bfloat16
+    assert {type(p) for p in sd.unet.attn_processors.values()} == {AttnProcessor}  # not SDPA's slow bf16 CPU kernel
     assert {p.dtype for _, p in lora_parameters(sd)} == {torch.float32}
     assert all(np.isfinite(result.losses)) and read_concept(tmp_path / "bf16.safetensors").info.training.steps == 3
 

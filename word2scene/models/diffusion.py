@@ -23,3 +23,19 @@ def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tenso
         snr = alphas_cumprod / (1 - alphas_cumprod)
         loss = loss * torch.clamp(snr, max=min_snr_gamma) / snr
     return loss.mean()
+
+
+def use_fast_attention(unet, precision: str, device: torch.device) -> None:
+    """Under bf16 on a CPU (pretraining's autocast, the concept trainer's bf16 weights), the
+    UNet's attention as explicit matmuls (diffusers' AttnProcessor: baddbmm, softmax, bmm)
+    instead of scaled_dot_product_attention, whose bf16 CPU kernel is slow. Measured on one
+    AMX core, mini UNet (bench/bench_pretrain.py --profile, bench/bench_training.py
+    --attention): under autocast, bf16 made convolutions 0.55x and matmuls 0.49x as long but
+    SDPA 1.97x, so a pretraining step ran at 0.89-0.93x fp32's speed, and with these kernels at
+    1.19-1.42x (batches 16-64); a concept-training step (bf16 weights, batch 16) took 1.09x
+    fp32's time with SDPA and 0.60x with these kernels. Elsewhere (fp32, GPUs) diffusers'
+    default stays."""
+    if precision == "bf16" and device.type == "cpu":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        unet.set_attn_processor(AttnProcessor())

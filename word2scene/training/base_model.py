@@ -37,7 +37,7 @@ from ..datasets import dataset_hash, load_images, scan_dataset
 from ..imagery import dihedral
 from ..errors import InputError
 from ..files import atomic_path, check_output, check_safetensors, check_writable, output_lock, save_or_keep
-from ..models.diffusion import epsilon_loss, pixels_to_tensor
+from ..models.diffusion import epsilon_loss, pixels_to_tensor, use_fast_attention
 from ..models.sd15 import SD15, build_random, load_single_file, mini_configs, save_single_file, tiny_configs
 from ..models.weight_files import file_sha256
 from ..prompts.tokens import chunk_tokens
@@ -184,20 +184,6 @@ def _lr(step: int, base: float, warmup: int, total: int = 0, decay: str = "const
 def autocast(precision: str, device: torch.device):
     """bf16 autocast on `device` for precision "bf16"; a no-op for "fp32"."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def use_fast_attention(unet, precision: str, device: torch.device) -> None:
-    """Under bf16 autocast on a CPU, the UNet's attention as explicit matmuls (diffusers'
-    AttnProcessor: baddbmm, softmax in fp32, bmm) instead of scaled_dot_product_attention.
-    Measured on one AMX core, mini UNet, batch 32 (bench/bench_pretrain.py --profile): bf16
-    made convolutions 0.55x and matmuls 0.49x as long, but SDPA's bf16 CPU kernel 1.97x as long
-    (attention was a third of the fp32 step), so bf16 with SDPA ran at 0.89-0.93x fp32's speed;
-    with these kernels bf16 runs at 1.19-1.42x (batches 16-64, docs/benchmarks.md). Elsewhere
-    (fp32, GPUs) diffusers' default stays."""
-    if precision == "bf16" and device.type == "cpu":
-        from diffusers.models.attention_processor import AttnProcessor
-
-        unet.set_attn_processor(AttnProcessor())
 
 
 class _Run:

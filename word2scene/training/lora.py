@@ -22,6 +22,7 @@ import torch
 from ..concepts.file import Concept
 from ..errors import InputError, named_inputs
 from ..files import atomic_path, check_writable, output_lock
+from ..models.diffusion import use_fast_attention
 from ..models.sd15 import SD15
 from .adapters import add_lora, extract_concept, lora_parameters
 from .config import OPTIMIZER, TrainConfig
@@ -245,6 +246,7 @@ def _prepare_model(run: _Run, release_unused: bool) -> None:
         sd.unet.to(half)
         if cfg.text_encoder:
             sd.text_encoder.to(half)
+        use_fast_attention(sd.unet, cfg.mixed_precision, run.accelerator.device)
     add_lora(sd, cfg)
     for _, p in lora_parameters(sd):
         p.data = p.data.float()
