@@ -87,6 +87,16 @@ def test_main_job_defaults_pick_mini_its_concept_and_128_px():
     assert [s for _, s, _ in load_concepts(zero)] == [0.0]  # the base alone
     other = build_parser().parse_args(["generate", "airport", "--model", "tiny"])
     assert load_concepts(other) == [] and image_size(other) == {"width": 64, "height": 64}
+    as_file = build_parser().parse_args(["generate", "airport", "--checkpoint", str(MINI_CHECKPOINT)])
+    assert image_size(as_file) == {"width": 128, "height": 128}  # mini passed as a file: its metadata's resolution
+
+
+def test_a_checkpoint_without_pretrain_metadata_draws_at_sd15s_512(tmp_path, tiny):
+    from word2scene.models.sd15 import native_resolution, save_single_file
+
+    save_single_file(tiny, tmp_path / "plain.safetensors")
+    assert native_resolution(tmp_path / "plain.safetensors") == 512
+    assert native_resolution(tmp_path / "missing.safetensors") == 512  # loading it names the missing file
 
 
 def test_generate_with_mini_at_128_px_is_deterministic(tmp_path):

@@ -64,6 +64,8 @@ def test_pretrain_writes_a_loadable_checkpoint_and_resumes_to_the_same_weights(h
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     facts = json.loads(header["__metadata__"][PRETRAIN_METADATA_KEY])
     assert facts["images"] == 6 and facts["unet_steps"] == 6 and facts["look"]["contrast"] < 1
+    from word2scene.models.sd15 import native_resolution
+    assert native_resolution(straight) == 64  # a pretrain output draws at its own resolution by default, not 512
     with pytest.raises(InputError, match="other settings"):
         pretrain(handful, tmp_path / "c.safetensors", PretrainConfig(**{**QUICK, "learning_rate": 1e-3}), resume=states[0])
     with pytest.raises(InputError, match=r"^resume: a.pretrain-000004-000004.pt is at UNet step 4, past this run's 3"):

@@ -65,7 +65,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_size_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=whole_number, default=None,
-                   help="image width in pixels (default: the model's own: 512 for SD1.x, 128 for mini, 64 for tiny)")
+                   help="image width in pixels (default: the model's own: 512 for SD1.x, 128 for mini, 64 for tiny, "
+                        "the trained resolution of a checkpoint made by pretrain)")
     p.add_argument("--height", type=whole_number, default=None, help="image height in pixels (default: as --width)")
 
 

@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError
 from ..files import atomic_path
 from .ldm_layout import from_single_file, to_single_file, to_tensor_dict
-from .weight_files import file_sha256, MINI_FOLDER, read_state_dict
+from .weight_files import _safetensors_header, file_sha256, MINI_FOLDER, read_state_dict
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "sd15"
 COMPONENTS = ("unet", "vae", "text_encoder")
@@ -313,9 +313,20 @@ BUILT_IN_MODELS = ("mini", "tiny")
 NATIVE_RESOLUTION = {"mini": 128, "tiny": 64, "checkpoint": 512}  # pixels each model was made for
 
 
+PRETRAIN_METADATA_KEY = "word2scene.pretrain"  # a `pretrain` output's facts (JSON) in its safetensors metadata
+
+
 def native_resolution(checkpoint=None, model: str = "tiny") -> int:
-    """The image side a model draws best at: 512 for SD1.x checkpoints, 128 for mini, 64 for tiny."""
-    return NATIVE_RESOLUTION["checkpoint" if checkpoint else model]
+    """The image side a model draws best at: 128 for mini, 64 for tiny, the resolution a
+    checkpoint made by `pretrain` was trained at (its metadata says), and 512 for other SD1.x
+    checkpoints."""
+    if not checkpoint:
+        return NATIVE_RESOLUTION[model]
+    try:
+        facts = json.loads(_safetensors_header(Path(checkpoint))["__metadata__"][PRETRAIN_METADATA_KEY])
+        return int(facts["resolution"])
+    except Exception:  # a folder, a .ckpt, no or other metadata: loading the checkpoint says what is wrong
+        return NATIVE_RESOLUTION["checkpoint"]
 
 
 def load_sd15(checkpoint: str | os.PathLike | None = None, model: str = "tiny", dtype=torch.float32) -> SD15:

@@ -38,7 +38,8 @@ from ..imagery import dihedral
 from ..errors import InputError
 from ..files import atomic_path, check_output, check_safetensors, check_writable, output_lock, save_or_keep
 from ..models.diffusion import epsilon_loss, pixels_to_tensor, use_fast_attention
-from ..models.sd15 import SD15, build_random, load_single_file, mini_configs, save_single_file, tiny_configs
+from ..models.sd15 import (PRETRAIN_METADATA_KEY, SD15, build_random, load_single_file, mini_configs,
+                           save_single_file, tiny_configs)
 from ..models.weight_files import file_sha256
 from ..prompts.tokens import chunk_tokens
 from ..settings import SPLIT, check_ranges, option
@@ -49,7 +50,6 @@ from .states import check_base, check_resumable, check_within, prune_states, rea
 # "geographic scene"): the base must not know them, as SD1.5 did not.
 LOOK_TEMPLATES = ("an old aerial photograph of {}", "{}, old aerial photograph", "a grayscale aerial photo of {}",
                   "a blurry archival photo showing {}", "{}")
-PRETRAIN_METADATA_KEY = "word2scene.pretrain"
 STATE_FORMAT = "word2scene-pretrain-state"
 LOOK_CONTRAST = 0.55
 LOOK_BLUR_RADIUS = 1.2  # pixels at 128 px
