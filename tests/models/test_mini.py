@@ -20,6 +20,7 @@ from word2scene.errors import InputError
 from word2scene.models import sd15, weight_files
 from word2scene.models.sd15 import MINI_CHECKPOINT, MINI_CONCEPT, MINI_CONCEPT_11, load_sd15
 from word2scene.prompts.knowledge import load_knowledge
+from word2scene.training.config import UNET_TARGETS
 from word2scene.training.base_model import PRETRAIN_METADATA_KEY
 
 LIMIT = 48 * 2**20
@@ -49,7 +50,9 @@ def check_fits_the_base(mini, concept):
     modules = {kohya_name("unet", n) for n, _ in mini.unet.named_modules()}
     modules |= {kohya_name("text_encoder", sd15.text_layout_prefix(mini.text_encoder) + n)
                 for n, _ in mini.text_encoder.named_modules()}
-    assert set(concept.lora) <= modules and len(concept.lora) == 128
+    targets = UNET_TARGETS[info.training_config["module_set"]]  # every module of the file's set, no other
+    assert set(concept.lora) == {kohya_name("unet", n) for n, _ in mini.unet.named_modules()
+                                 if any(n.endswith("." + t) for t in targets)} and set(concept.lora) <= modules
     before = mini.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k.weight.clone()
     apply_concepts(mini, [(concept, 1.0, 1.0)])
     try:
