@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from flops import counted_tflop, matmul_peak  # noqa: E402
+from flops import counted_tflop, matmul_peak, timed  # noqa: E402
 from word2scene.datasets import load_images, scan_dataset  # noqa: E402
 from word2scene.models.diffusion import use_fast_attention  # noqa: E402
 from word2scene.models.sd15 import build_random, mini_configs  # noqa: E402
@@ -43,18 +43,6 @@ from word2scene.training.base_model import (LOOK_TEMPLATES, PatchCode, PretrainC
                                             update_ema, vae_step)
 
 AID = ROOT.parent / "shared" / "data" / "aid"
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def make_run(cfg: PretrainConfig, pixels: np.ndarray, channels_last: bool = False, fused: bool = False,
@@ -96,7 +84,6 @@ def unet_inputs(run: _Run, concepts: list[str]):
 
 
 def phase_tflop(run: _Run, phase: str, pixels, concepts) -> float:
-    cfg = run.cfg
     if phase == "vae":
         return counted_tflop(lambda: vae_step(run, pixels, 0))
     mean, std, encode, schedule = unet_inputs(run, concepts)

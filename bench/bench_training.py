@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from flops import counted_tflop, matmul_peak, unet_step_tflop  # noqa: E402  (bench/flops.py)
+from flops import counted_tflop, matmul_peak, timed, unet_step_tflop  # noqa: E402  (bench/flops.py)
 
 SHARED = ROOT.parent / "shared" / "data" / "rs_scenes"
 
@@ -198,20 +198,14 @@ def attention_rows(repeats: int = 5, batch: int = 16) -> list[tuple[str, float]]
 
         def step():
             sd.unet(x, t, encoder_hidden_states=context).sample.float().pow(2).mean().backward()
-        step()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        rows.append((name, sorted(times)[len(times) // 2]))
+        rows.append((name, timed(step, repeats)))
     return rows
 
 
 def print_attention() -> None:
     rows = attention_rows()
     print(f"\nConcept-training step on mini (random weights, LoRA rank 8, 128 px, batch 16), torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, median of 5\n")
+          f"{torch.__version__}, {torch.get_num_threads()} threads, median of 5 after 2 warm-up steps\n")
     print("| setting | s / step | time vs fp32 |")
     print("|---|---|---|")
     for name, seconds in rows:

@@ -1,10 +1,24 @@
-"""FLOPs of a concept-training step, counted by torch's FlopCounterMode (shared by the training
-benches). Attention runs through its math path while counting, so its matmuls are counted too."""
+"""FLOPs of a concept-training step, counted by torch's FlopCounterMode, and step timing (shared
+by the training benches). Attention runs through its math path while counting, so its matmuls
+are counted too."""
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() after two warm-up calls."""
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def counted_tflop(fn) -> float:

@@ -32,9 +32,9 @@ def use_fast_attention(unet, precision: str, device: torch.device) -> None:
     AMX core, mini UNet (bench/bench_pretrain.py --profile, bench/bench_training.py
     --attention): under autocast, bf16 made convolutions 0.55x and matmuls 0.49x as long but
     SDPA 1.97x, so a pretraining step ran at 0.89-0.93x fp32's speed, and with these kernels at
-    1.19-1.42x (batches 16-64); a concept-training step (bf16 weights, batch 16) took 1.09x
-    fp32's time with SDPA and 0.60x with these kernels. Elsewhere (fp32, GPUs) diffusers'
-    default stays."""
+    1.19-1.42x (batches 16-64); a concept-training step (bf16 weights, LoRA rank 8, batch 16)
+    took 1.01x fp32's time with SDPA and 0.63x with these kernels. Elsewhere (fp32, GPUs)
+    diffusers' default stays."""
     if precision == "bf16" and device.type == "cpu":
         from diffusers.models.attention_processor import AttnProcessor
 
