@@ -21,7 +21,7 @@ table), and the class-level OA is reported with the standard deviation over clas
 
 Usage (about 15 minutes on 2 CPU cores for 10 images per class and row, plus the classifier's
 training when it is not cached):
-    python bench/bench_mini.py --images 10 --steps 20 [--classifier FILE] [--control FILE] [--out bench/results/mini]
+    python bench/bench_mini.py --images 10 [--steps 10 --cfg 10] [--classifier FILE] [--control FILE] [--out bench/results/mini]
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from word2scene.evaluation.classifier import ClassifierConfig, accuracy, save_cl
 from word2scene.evaluation.extractors import load_extractor  # noqa: E402
 from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
 from word2scene.evaluation.scoring import EvaluationSettings, evaluate  # noqa: E402
-from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, load_sd15  # noqa: E402
+from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, MINI_SAMPLING, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
 from word2scene.scenes.pipeline import make_scenes  # noqa: E402
 from word2scene.scenes.sampling import SamplingSettings  # noqa: E402
@@ -107,12 +107,17 @@ def subset(items: list, images: list, mask) -> tuple[list, list]:
 
 
 # --- generation ----------------------------------------------------------------------------
+def row_folder(out: Path, name: str) -> Path:
+    """Where a table row's images go: out/<the row's name, letters and digits kept>."""
+    return out / "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
 def generate_row(sd, kb, classes: list[str], seeds: list[int], out: Path, concept, strength: float, steps: int,
-                 batch: int = 30, size: int = 128) -> None:
+                 batch: int = 30, size: int = 128, cfg: float = 7.0) -> None:
     """Each class x seed at `size` px (out/<class>/<seed>.png), `batch` scenes per sampling call;
     skips files already written."""
     draw_jobs(sd, kb, [(kb[cid].name, seed, out / cid / f"{seed:04d}.png") for cid in classes for seed in seeds],
-              concept, strength, steps, batch, size)
+              concept, strength, steps, batch, size, cfg)
 
 
 def draw_jobs(sd, kb, jobs: list[tuple[str, int, Path]], concept, strength: float, steps: int, batch: int = 30,
@@ -159,8 +164,22 @@ def feature_spread(classifier, images: list[Image.Image]) -> float:
     return float(1 - (cos.sum() - n) / (n * (n - 1))) if n > 1 else float("nan")
 
 
+def prompt_effect(folder: Path, seeds: list[int]) -> float:
+    """Mean |difference| in grey levels between the images two prompts draw from the same seed
+    (folder/<prompt>/<seed>.png; every pair of prompts, each seed): how much the prompt, rather
+    than the seed, sets the scene."""
+    import itertools
+
+    gaps = []
+    for seed in seeds:
+        images = [np.asarray(Image.open(f).convert("RGB"), dtype=np.float64)
+                  for f in sorted(folder.glob(f"*/{seed:04d}.png"))]
+        gaps += [np.abs(a - b).mean() for a, b in itertools.combinations(images, 2)]
+    return float(np.mean(gaps)) if gaps else float("nan")
+
+
 def diversity(classifier, sd, kb, concept, described, test: list, classes: list[str], out: Path, steps: int,
-              size: int, seeds: int = 9) -> tuple[dict, list[str]]:
+              size: int, cfg: float, seeds: int = 9) -> tuple[dict, list[str]]:
     """Nine seeds of one description per class (the first held-out image's first caption):
     the spread of the classifier's features across them and the share classified as the
     described class, beside nine real test images of the class. Writes out/<class>.png (3 x 3)."""
@@ -168,7 +187,7 @@ def diversity(classifier, sd, kb, concept, described, test: list, classes: list[
     for cls, text, k in described:
         first.setdefault(cls, text)
     jobs = [(first[c], seed, out / c / f"{seed:04d}.png") for c in classes if c in first for seed in range(seeds)]
-    draw_jobs(sd, kb, jobs, concept, 1.0, steps, size=size)
+    draw_jobs(sd, kb, jobs, concept, 1.0, steps, size=size, cfg=cfg)
     rows, lines = {}, ["| class | description | spread generated | spread real | generated classified as the class |",
                        "|---|---|---|---|---|"]
     for c in classes:
@@ -198,7 +217,8 @@ def diversity(classifier, sd, kb, concept, described, test: list, classes: list[
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=20, help="images per class and row (seeds 0..N-1)")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=MINI_SAMPLING["steps"], help="DDIM steps (default: mini's)")
+    ap.add_argument("--cfg", type=float, default=MINI_SAMPLING["cfg"], help="guidance scale (default: mini's)")
     ap.add_argument("--classifier", help="a scene classifier .safetensors (default: the pack's shipped one when "
                                          "present, else train one, cached in --out)")
     ap.add_argument("--classifier-epochs", type=int, default=6)
@@ -254,9 +274,10 @@ def main() -> int:
                "checkpoint": sd.source, "rows": {}}
     table = [("real test images", test, test_images)]
     for name, (c, strength) in rows.items():
-        folder = out / "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+        folder = row_folder(out, name)
         g0 = time.perf_counter()
-        generate_row(sd, kb, classes, list(range(args.images)), folder, c, strength, args.steps, size=args.size)
+        generate_row(sd, kb, classes, list(range(args.images)), folder, c, strength, args.steps, size=args.size,
+                     cfg=args.cfg)
         items = image_set(folder, "generated")
         print(f"{name}: {len(items)} images ({time.perf_counter() - g0:.0f} s)")
         table.append((name, items, read_images(items, "generated")))
@@ -272,7 +293,7 @@ def main() -> int:
         for cls, text, k in described:
             n = counter[cls] = counter.get(cls, -1) + 1
             jobs.append((text, k, folder / cls / f"{n:04d}.png"))
-        draw_jobs(sd, kb, jobs, description_concept, 1.0, args.steps, size=args.size)
+        draw_jobs(sd, kb, jobs, description_concept, 1.0, args.steps, size=args.size, cfg=args.cfg)
         items = image_set(folder, "generated")
         print(f"{name}: {len(items)} images ({time.perf_counter() - g0:.0f} s)")
         table.append((name, items, read_images(items, "generated")))
@@ -322,7 +343,7 @@ def main() -> int:
                      f"{scores.mean():.2f} | {mean_of(is_trained)} | {mean_of(~is_trained)} | "
                      f"{fid:.1f} | {kid:.1f} | {gshps:.3f} |")
     text = (f"Word2Scene-mini ({sd.source}), {args.images} images per class and row at {args.size} px, DDIM "
-            f"{args.steps} steps, CFG 7; classifier {network}, test OA {ceiling.overall:.1%}; chance "
+            f"{args.steps} steps, CFG {args.cfg:g}; classifier {network}, test OA {ceiling.overall:.1%}; chance "
             f"{1 / len(classes):.1%}. The 11: the paper's training concepts; the 19: the others (zero-shot for the "
             f"11-concept LoRA, trained for Word2Scene-C).\n\n" + "\n".join(lines)
             + f"\n\nSpread: each figure on seeds 0-{args.images // 2 - 1} / {args.images // 2}-{args.images - 1} "
@@ -330,11 +351,18 @@ def main() -> int:
             f"\n\n" + "\n".join(spread_lines))
     if described:
         rows_d, lines_d = diversity(classifier, sd, kb, description_concept, described, test, classes,
-                                    out / "diversity", args.steps, args.size)
+                                    out / "diversity", args.steps, args.size, args.cfg)
         results["diversity"] = rows_d
+        effects = {"descriptions": prompt_effect(out / "diversity", list(range(9)))}
+        for name, (c, _) in rows.items():
+            if c is description_concept:  # the same concept from class words: the table's row
+                effects["class words"] = prompt_effect(row_folder(out, name), list(range(9)))
+        results["prompt_effect"] = effects
         text += ("\n\nDiversity and stability: 9 seeds of one held-out description per class with "
                  f"{Path(description_concept.path).stem} (spread = mean pairwise cosine distance of the classifier's "
-                 "pooled features; real = 9 test images of the class)\n\n" + "\n".join(lines_d))
+                 "pooled features; real = 9 test images of the class)\n\n" + "\n".join(lines_d)
+                 + "\n\nPrompt effect (mean |difference| in grey levels between two prompts' images from the same "
+                 "seed, all pairs of classes, seeds 0-8): " + ", ".join(f"{k} {v:.1f}" for k, v in effects.items()))
     write_report(out, text, results)
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0

@@ -3,12 +3,12 @@ look score of the concept after each epoch (at strength 1) and at each strength 
 last epoch), with the base alone (strength 0) as the shared starting point.
 
 Every point draws the 30 AID classes x N seeds (seeds 0..N-1, the prompt "gs, geographic scene,
-<word>" as the expander writes it, DDIM, CFG 7, 128 px) in batches of 30, and scores them with
+<word>" as the expander writes it, DDIM at mini's sampling defaults unless given, 128 px) in batches of 30, and scores them with
 bench/bench_mini.py's classifier and look score. Spread: each figure per seed, and the
 standard deviation over classes. Images are cached in --out, so a run resumes where it stopped.
 
 Usage (about 1.5 s per image on 2 CPU cores):
-    python bench/mini_epochs.py DIR_WITH_<stem>-epochNNN.safetensors --classifier FILE [--images 2] [--steps 20]
+    python bench/mini_epochs.py DIR_WITH_<stem>-epochNNN.safetensors --classifier FILE [--images 2] [--steps 10 --cfg 10]
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from word2scene.evaluation.classifier import accuracy  # noqa: E402
 from word2scene.evaluation.extractors import load_extractor  # noqa: E402
 from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
 from word2scene.imagery import save_png  # noqa: E402
-from word2scene.models.sd15 import load_sd15  # noqa: E402
+from word2scene.models.sd15 import MINI_SAMPLING, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
 
 
@@ -63,7 +63,8 @@ def main() -> int:
     ap.add_argument("epochs", help="folder with the concept's per-epoch files (train --save-every-epoch)")
     ap.add_argument("--classifier", required=True, help="the scene classifier of bench/bench_mini.py")
     ap.add_argument("--images", type=int, default=2, help="seeds per class and point")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=MINI_SAMPLING["steps"], help="DDIM steps (default: mini's)")
+    ap.add_argument("--cfg", type=float, default=MINI_SAMPLING["cfg"], help="guidance scale (default: mini's)")
     ap.add_argument("--strengths", default="0.2,0.4,0.6,0.8,1", help="strengths after the last epoch (0 is the base)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mini_epochs"))
     ap.add_argument("--chart", default=str(ROOT / "docs" / "images" / "mini_epoch_curves.png"))
@@ -86,14 +87,15 @@ def main() -> int:
     points += [(f"epoch {e}, strength 1", e, f, 1.0) for e, f in zip(epochs, files)]
     points += [(f"epoch {epochs[-1]}, strength {s:g}", epochs[-1], files[-1], s)
                for s in (float(v) for v in args.strengths.split(",")) if s not in (0.0, 1.0)]
-    results = {"classifier": classifier.name, "images_per_class": args.images, "steps": args.steps,
+    results = {"classifier": classifier.name, "images_per_class": args.images, "steps": args.steps, "cfg": args.cfg,
                "concept": [f.name for f in files], "points": {}}
     lines = ["| point | OA all 30 | OA by seed | look all | look the 11 | look the 19 | look by seed |",
              "|---|---|---|---|---|---|---|"]
     for name, epoch, path, strength in points:
         folder = out / ("base" if path is None else f"epoch{epoch:03d}_s{strength:.1f}")
         g0 = time.perf_counter()
-        generate_row(sd, kb, classes, seeds, folder, None if path is None else load_concept(path), strength, args.steps)
+        generate_row(sd, kb, classes, seeds, folder, None if path is None else load_concept(path), strength, args.steps,
+                     cfg=args.cfg)
         items = [i for i in image_set(folder, "generated") if int(Path(i.path).stem) in seeds]
         images = read_images(items, "generated")
         acc = accuracy(classifier, items, images=images)
@@ -127,7 +129,7 @@ def main() -> int:
     both.paste(left, (0, 0))
     both.paste(right, (left.width, 0))
     save_png(both, Path(args.chart), overwrite=True)
-    text = (f"Word2Scene-mini epoch x strength, {args.images} seeds x 30 classes per point, DDIM {args.steps}, CFG 7; "
+    text = (f"Word2Scene-mini epoch x strength, {args.images} seeds x 30 classes per point, DDIM {args.steps}, CFG {args.cfg:g}; "
             f"classifier {classifier.name}; concept files {files[0].name} .. {files[-1].name}.\n\n" + "\n".join(lines))
     write_report(out, text, results)
     print(f"wrote {args.chart}; total {time.perf_counter() - t0:.0f} s")

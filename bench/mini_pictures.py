@@ -7,9 +7,13 @@
   LoRA after each epoch; columns: strength 0 to 1 in 0.1 steps), one prompt and seed;
 - docs/images/mini_heatmaps.png: cross-attention heat maps of "gs", "geographic scene" and the
   class word with the default concept, on a generated scene and on a real image (explained at
-  timesteps 100, 300, 500).
+  timesteps 100, 300, 500);
+- docs/images/mini_diversity.png (with --diversity, bench_mini.py's diversity folder): per class,
+  the 3 x 3 sheet of nine seeds of one held-out description beside nine real test images, two
+  classes per row.
 
 Usage: python bench/mini_pictures.py [--epochs DIR_WITH_<stem>-epochNN.safetensors] [--seed 1]
+    [--diversity BENCH_OUT/diversity [--diversity-classes beach,farmland]] [--only-diversity]
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from word2scene.concepts.file import load_concept  # noqa: E402
 from word2scene.concepts.patching import apply_concepts  # noqa: E402
 from word2scene.imagery import fit_square, read_image, save_png  # noqa: E402
-from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, load_sd15  # noqa: E402
+from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, MINI_SAMPLING, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
 from word2scene.scenes.heatmaps import explain_image, generate_with_heatmaps  # noqa: E402
 from word2scene.scenes.pipeline import make_scene  # noqa: E402
@@ -66,16 +70,43 @@ def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[
     (OUT / "mini_look.md").write_text(text + "\n")
 
 
+def diversity_figure(folder: Path, classes: list[str], side: int = 96) -> Image.Image:
+    """bench_mini's 3 x 3 sheets of nine seeds of one description (folder/<class>.png), each beside
+    nine real AID test images of the class; two classes per row."""
+    rows = [json.loads(line) for line in (AID / "captions.jsonl").read_text().splitlines()]
+    pairs = []
+    for cls in classes:
+        sheet = Image.open(folder / f"{cls}.png").convert("RGB").resize((3 * side, 3 * side))
+        real = Image.new("RGB", (3 * side, 3 * side))
+        files = [r["file"] for r in rows if r["class"] == cls and r["split"] == "test"][:9]
+        for k, file in enumerate(files):
+            real.paste(fit_square(read_image(AID / file), side), ((k % 3) * side, (k // 3) * side))
+        pairs.append((cls.replace("_", " "), [sheet, real]))
+    blank = Image.new("RGB", (3 * side, 3 * side), "white")
+    cells = [pairs[i][1] + (pairs[i + 1][1] if i + 1 < len(pairs) else [blank, blank]) for i in range(0, len(pairs), 2)]
+    labels = [" / ".join(name for name, _ in pairs[i:i + 2]) for i in range(0, len(pairs), 2)]
+    return labelled_grid(cells, labels, ["9 seeds, one description", "9 real test images"] * 2, "")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", help="folder with the concept's per-epoch files (train --save-every-epoch)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=MINI_SAMPLING["steps"])
+    ap.add_argument("--diversity", help="bench_mini.py's OUT/diversity folder: draw mini_diversity.png from it")
+    ap.add_argument("--diversity-classes", default="beach,medium_residential,farmland,airport")
+    ap.add_argument("--only-diversity", action="store_true", help="draw mini_diversity.png only")
     args = ap.parse_args()
+    if args.diversity:
+        save_png(diversity_figure(Path(args.diversity), args.diversity_classes.split(",")), OUT / "mini_diversity.png",
+                 overwrite=True)
+        if args.only_diversity:
+            return 0
     kb = load_knowledge(extra_dirs=[])
     sd = load_sd15(model="mini")
     concepts = [load_concept(MINI_CONCEPT_11), load_concept(MINI_CONCEPT)]
-    settings = SamplingSettings(steps=args.steps, cfg=7.0, seed=args.seed, width=128, height=128)
+    settings = SamplingSettings(sampler=MINI_SAMPLING["sampler"], steps=args.steps, cfg=MINI_SAMPLING["cfg"],
+                                seed=args.seed, width=128, height=128)
     classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
     trained = set(kb.by_paper("trained"))
 

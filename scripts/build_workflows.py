@@ -218,7 +218,8 @@ def mini_scene() -> dict:
         (3, "W2S_ApplyConcept", [1.0, 1.0], {"model": (1, 0), "clip": (1, 1), "concept": (2, 0)}),
         (4, "W2S_ScenePrompt", ["airport", "word2scene", 1, 0, "fixed"], {"concept": (2, 0), "clip": (3, 1)}),
         (5, "EmptyLatentImage", [128, 128, 1], {}),
-        (6, "W2S_KSamplerHeatmaps", [0, "fixed", 30, 7.0, "ddim", "ddim_uniform", 1.0, prompt],
+        # mini's sampling defaults (MINI_SAMPLING; tests/nodes/test_workflows.py checks they agree)
+        (6, "W2S_KSamplerHeatmaps", [0, "fixed", 10, 10.0, "ddim", "ddim_uniform", 1.0, prompt],
          {"model": (3, 0), "positive": (4, 3), "negative": (4, 4), "latent_image": (5, 0), "clip": (3, 1),
           "prompt": (4, 0)}),
         (7, "VAEDecode", [], {"samples": (6, 0), "vae": (1, 2)}),
@@ -227,8 +228,8 @@ def mini_scene() -> dict:
         note(10, "Runs as it is: Word2Scene-mini (word2scene-mini.safetensors) and its concept Word2Scene-C "
                  "(word2scene-mini-c.safetensors, all 30 AID classes) ship with the pack. Change the word in Scene "
                  "Prompt and Run: a 128 x 128 scene in seconds on a CPU, saved as output/word2scene/<word>_NNNNN_.png, "
-                 "with a heat map per word (click a word on the Heat Map node). Same image as `python -m word2scene "
-                 "generate <word>` up to the schedule (see the docs)."),
+                 "with a heat map per word (click a word on the Heat Map node). The same image as `python -m "
+                 "word2scene generate <word>`: both sample with mini's defaults (DDIM 10 steps, CFG 10, seed 0)."),
     ]
     return build(graph, [[10, 1, 2], [3, 5], [4], [6, 7], [8, 9]])
 

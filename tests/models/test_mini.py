@@ -94,6 +94,21 @@ def test_main_job_defaults_pick_mini_its_concept_and_128_px():
     assert image_size(as_file) == {"width": 128, "height": 128}  # mini passed as a file: its metadata's resolution
 
 
+def test_mini_samples_with_its_measured_defaults_and_other_models_with_the_papers():
+    from word2scene.cli.common import sampling_options
+    from word2scene.models.sd15 import MINI_SAMPLING
+
+    paper = {"sampler": "ddim", "steps": 30, "cfg": 7.0}
+    for command in (["generate", "airport"], ["heatmap", "gs, airport", "--out", "h"], ["protocol", "--out", "p"],
+                    ["grid", "church", "--concept", "c.safetensors", "--out", "g.png"]):
+        mini = sampling_options(build_parser().parse_args(command))
+        assert mini == {k: MINI_SAMPLING[k] if k in MINI_SAMPLING else paper[k] for k in paper}, command
+        assert sampling_options(build_parser().parse_args([*command, "--model", "tiny"])) == paper
+        assert sampling_options(build_parser().parse_args([*command, "--checkpoint", "x.safetensors"])) == paper
+    given = build_parser().parse_args(["generate", "airport", "--steps", "12", "--cfg", "0", "--sampler", "dpmpp_2m"])
+    assert sampling_options(given) == {"sampler": "dpmpp_2m", "steps": 12, "cfg": 0.0}  # a given 0 stays 0
+
+
 def test_a_checkpoint_without_pretrain_metadata_draws_at_sd15s_512(tmp_path, tiny):
     from word2scene.models.sd15 import native_resolution, save_single_file
 

@@ -172,3 +172,11 @@ def pack_errors(log: str) -> list[str]:
             found.append(line)
         i += 1
     return found
+
+
+def comfy_ddim_uniform_timesteps(steps: int) -> list[int]:
+    """The timesteps ComfyUI's `ddim_uniform` scheduler visits on SD1.5's 1,000 (comfy/samplers.py,
+    ddim_scheduler): every (1000 // steps)-th from 1 up, highest first. For 30 steps that is 31
+    steps from t = 991; test_comfyui checks this mirror against a real ComfyUI."""
+    return list(range(1, 1000, max(1000 // steps, 1)))[::-1]
+

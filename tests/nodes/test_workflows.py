@@ -76,3 +76,23 @@ def test_workflow_says_what_files_it_needs_and_nothing_overlaps(path):
     for i, (a, ax, ay, aw, ah) in enumerate(boxes):
         for b, bx, by, bw, bh in boxes[i + 1:]:
             assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (path.name, a, b)
+
+
+def test_the_mini_workflow_samples_with_minis_defaults_on_the_clis_timesteps():
+    """The first workflow draws what `generate <word>` draws: mini's sampling defaults, and a step
+    count at which ComfyUI's ddim + ddim_uniform visits the timesteps of the CLI's DDIM (at 30
+    steps it would not, and mini 2's scenes came out 15 grey levels apart)."""
+    from types import SimpleNamespace
+
+    from comfy_harness import comfy_ddim_uniform_timesteps
+    from word2scene.models.sd15 import MINI_SAMPLING, sd15_configs
+    from word2scene.scenes.sampling import make_scheduler
+
+    workflow = json.loads((ROOT / "workflows" / "word2scene_mini_scene.json").read_text())
+    [sampler] = [n for n in workflow["nodes"] if n["type"] == "W2S_KSamplerHeatmaps"]
+    seed, _, steps, cfg, sampler_name, scheduler = sampler["widgets_values"][:6]
+    assert (sampler_name, steps, cfg) == (MINI_SAMPLING["sampler"], MINI_SAMPLING["steps"], MINI_SAMPLING["cfg"])
+    assert scheduler == "ddim_uniform"
+    cli = make_scheduler(SimpleNamespace(configs=sd15_configs()), "ddim", steps).timesteps.tolist()
+    assert comfy_ddim_uniform_timesteps(steps) == cli
+    assert comfy_ddim_uniform_timesteps(30) != make_scheduler(SimpleNamespace(configs=sd15_configs()), "ddim", 30).timesteps.tolist()

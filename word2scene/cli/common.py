@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..concepts.file import check_strength, load_concept
-from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, native_resolution
+from ..models.sd15 import BUILT_IN_MODELS, MINI_CONCEPT, MINI_SAMPLING, native_resolution
 from ..prompts.knowledge import load_knowledge
-from ..scenes.sampling import MAX_SEED
+from ..scenes.sampling import MAX_SEED, SAMPLERS, SamplingSettings
 from ..errors import InputError
 
 
@@ -76,6 +76,27 @@ def image_size(args) -> dict[str, int]:
     native = native_resolution(args.checkpoint, args.model)
     width = native if args.width is None else args.width
     return {"width": width, "height": width if args.height is None else args.height}
+
+
+def add_sampling_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
+    p.add_argument("--steps", type=whole_number, default=None,
+                   help=f"sampling steps (default: the model's: 30 for SD1.x checkpoints, the paper's; "
+                        f"{MINI_SAMPLING['steps']} for mini)")
+    p.add_argument("--cfg", type=float, default=None,
+                   help=f"classifier-free guidance scale (default: 7, the paper's; {MINI_SAMPLING['cfg']:g} for mini)")
+    if sampler:
+        p.add_argument("--sampler", default=None, choices=tuple(SAMPLERS),
+                       help=f"ddim (the paper's) or dpmpp_2m (DPM-Solver++(2M), good in fewer steps) (default: ddim; "
+                            f"{MINI_SAMPLING['sampler']} for mini)")
+
+
+def sampling_options(args) -> dict:
+    """{'sampler', 'steps', 'cfg'}: each one given on the command line, else the model's default:
+    mini's measured MINI_SAMPLING on the built-in mini, the paper's (SamplingSettings) otherwise."""
+    paper = SamplingSettings()
+    defaults = MINI_SAMPLING if not args.checkpoint and args.model == "mini" else {}
+    return {name: getattr(args, name) if getattr(args, name, None) is not None else defaults.get(name, getattr(paper, name))
+            for name in ("sampler", "steps", "cfg")}
 
 
 def name_inputs(p: argparse.ArgumentParser, **names: str) -> None:

@@ -16,7 +16,7 @@ from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths
 from ..errors import InputError
 from ..files import check_output, check_output_folder, check_writable, write_text_atomic
-from .common import add_model_args, count, name_inputs, knowledge, split_arg, whole_number
+from .common import add_model_args, add_sampling_args, count, name_inputs, knowledge, sampling_options, split_arg, whole_number
 
 
 def add_commands(sub) -> None:
@@ -60,8 +60,7 @@ def add_commands(sub) -> None:
     pr.add_argument("--images", type=count, default=10, help="images per concept (default 10)")
     pr.add_argument("--seed", type=whole_number, default=0, help="image k of each concept uses seed + k")
     pr.add_argument("--strength", type=float, default=1.0)
-    pr.add_argument("--steps", type=whole_number, default=30)
-    pr.add_argument("--cfg", type=float, default=7.0)
+    add_sampling_args(pr, sampler=False)
     pr.add_argument("--size", type=whole_number, default=None,
                     help="image side in pixels (default: the model's own: 512 for SD1.x, 128 for mini)")
     pr.add_argument("--grid-concept", action="append", default=[], metavar="FILE",
@@ -136,7 +135,7 @@ def cmd_protocol(args) -> int:
         concepts=[w.strip() for w in args.concepts.split(",") if w.strip()], images_per_concept=args.images,
         seed=args.seed, strength=args.strength, grid=not args.no_grid, grid_word=args.grid_word,
         grid_strengths=parse_strengths(args.grid_strengths),
-        sampling=SamplingSettings(steps=args.steps, cfg=args.cfg, width=args.size or native_resolution(args.checkpoint, args.model),
+        sampling=SamplingSettings(**sampling_options(args), width=args.size or native_resolution(args.checkpoint, args.model),
                                   height=args.size or native_resolution(args.checkpoint, args.model)).check())
     concepts = resolve_concepts(kb, settings.concepts)
     reference = image_set(args.reference, "--reference", split_arg(args.reference_split), "--reference-split") \

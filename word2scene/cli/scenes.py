@@ -11,14 +11,15 @@ from ..prompts.expander import expand
 from ..scenes.heatmaps import check_explainable, explain_image, generate_with_heatmaps, parse_timesteps
 from ..scenes.pipeline import make_scene, make_seed_sheet, scene_prompt
 from ..scenes.render import check_animation_path, grid, mask_image, overlay, save_animation
-from ..scenes.sampling import decode, SAMPLERS, SamplingSettings
+from ..scenes.sampling import decode, SamplingSettings
 from ..scenes.strength_study import PAPER_STRENGTHS, parse_strengths, strength_grid
 from ..errors import InputError
 from ..files import (check_output, check_output_folder, check_writable, file_set, output_lock, write_numbered,
                      write_text_atomic)
 from ..imagery import open_image, save_png
-from .common import (DEFAULT_FOLDER, add_concept_args, add_model_args, add_size_args, default_name, image_size,
-                     knowledge, load_concepts, safe_stem, sampling_progress, seed_list, whole_number)
+from .common import (DEFAULT_FOLDER, add_concept_args, add_model_args, add_sampling_args, add_size_args, default_name,
+                     image_size, knowledge, load_concepts, safe_stem, sampling_options, sampling_progress, seed_list,
+                     whole_number)
 
 
 def add_commands(sub) -> None:
@@ -27,10 +28,7 @@ def add_commands(sub) -> None:
     g.add_argument("word", help="scene concept, e.g. airport or 'dense residential'")
     add_model_args(g)
     add_concept_args(g)
-    g.add_argument("--steps", type=whole_number, default=30)
-    g.add_argument("--cfg", type=float, default=7.0)
-    g.add_argument("--sampler", default="ddim", choices=tuple(SAMPLERS),
-                   help="ddim (the paper's) or dpmpp_2m (DPM-Solver++(2M), good in fewer steps)")
+    add_sampling_args(g)
     seeds = g.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=whole_number, default=0)
     seeds.add_argument("--seeds", type=seed_list, metavar="LIST",
@@ -55,8 +53,7 @@ def add_commands(sub) -> None:
     h.add_argument("--words", default="", help="comma-separated words or phrases (default: every content word)")
     h.add_argument("--timesteps", default="100,300,500", help="with --image: DDPM timesteps to noise at")
     h.add_argument("--threshold", type=float, default=0.4, help="mask threshold on the normalised map")
-    h.add_argument("--steps", type=whole_number, default=30)
-    h.add_argument("--cfg", type=float, default=7.0)
+    add_sampling_args(h, sampler=False)
     h.add_argument("--seed", type=whole_number, default=0)
     add_size_args(h)
     h.add_argument("--negative", default="")
@@ -83,8 +80,7 @@ def add_commands(sub) -> None:
     gr.add_argument("--strengths", default=PAPER_STRENGTHS, help="columns (default: the paper's 0 to 1.0 in 0.1 steps)")
     gr.add_argument("--style", default="word2scene", choices=("word2scene", "descriptive", "plain"))
     gr.add_argument("--detail", type=int, default=1, choices=range(4))
-    gr.add_argument("--steps", type=whole_number, default=30)
-    gr.add_argument("--cfg", type=float, default=7.0)
+    add_sampling_args(gr, sampler=False)
     gr.add_argument("--seed", type=whole_number, default=0)
     add_size_args(gr)
     gr.add_argument("--out", required=True, help="grid PNG")
@@ -99,8 +95,7 @@ def cmd_generate(args) -> int:
     word = args.word.strip()
     if not word:
         raise InputError("word", "is empty; give a scene word such as airport")
-    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, sampler=args.sampler,
-                                **image_size(args)).check()
+    settings = SamplingSettings(**sampling_options(args), seed=args.seed, **image_size(args)).check()
     applied = load_concepts(args)
     out = Path(args.out) if args.out else None  # None: a new numbered name, chosen when the image is written
     if out is not None:
@@ -163,7 +158,7 @@ def _heatmap(args, words: list[str], out: Path) -> int:
         raise InputError("--out", f"{out} holds the heat maps of an earlier run ({len(earlier)} files); pass "
                                   f"--overwrite to replace them all, or choose another folder")
     applied = load_concepts(args)
-    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, negative=args.negative,
+    settings = SamplingSettings(**sampling_options(args), seed=args.seed, negative=args.negative,
                                 **image_size(args)).check()
     if args.image:  # the same reader as training: 16-bit and multi-band imagery stretched to 8 bits
         real_image = open_image(args.image, "--image")
@@ -219,7 +214,7 @@ def cmd_grid(args) -> int:
     import torch
 
     strengths = parse_strengths(args.strengths)
-    settings = SamplingSettings(steps=args.steps, cfg=args.cfg, seed=args.seed, **image_size(args)).check()
+    settings = SamplingSettings(**sampling_options(args), seed=args.seed, **image_size(args)).check()
     concepts = [load_concept(path, "--concept") for path in args.concept]
     out = check_output(args.out, args.overwrite, "--out", "--overwrite")
     check_writable(out.parent, "--out")

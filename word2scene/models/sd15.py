@@ -309,6 +309,9 @@ def load_diffusers_folder(folder: str | os.PathLike, dtype=torch.float32) -> SD1
 MINI_CHECKPOINT = MINI_FOLDER / "word2scene-mini.safetensors"
 MINI_CONCEPT = MINI_FOLDER / "word2scene-mini-c.safetensors"
 MINI_CONCEPT_11 = MINI_FOLDER / "word2scene-mini-concept.safetensors"
+# Mini's sampling defaults, chosen by measurement (docs/mini_model.md#sampling-defaults); other models
+# keep the paper's (SamplingSettings: DDIM, 30 steps, CFG 7).
+MINI_SAMPLING = {"sampler": "ddim", "steps": 10, "cfg": 10.0}
 BUILT_IN_MODELS = ("mini", "tiny")
 NATIVE_RESOLUTION = {"mini": 128, "tiny": 64, "checkpoint": 512}  # pixels each model was made for
 
