@@ -92,7 +92,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", help="folder with the concept's per-epoch files (train --save-every-epoch)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=MINI_SAMPLING["steps"])
+    ap.add_argument("--steps", type=int, default=MINI_SAMPLING["steps"], help="DDIM steps (default: mini's)")
+    ap.add_argument("--cfg", type=float, default=MINI_SAMPLING["cfg"], help="guidance scale (default: mini's)")
     ap.add_argument("--diversity", help="bench_mini.py's OUT/diversity folder: draw mini_diversity.png from it")
     ap.add_argument("--diversity-classes", default="beach,medium_residential,farmland,airport")
     ap.add_argument("--only-diversity", action="store_true", help="draw mini_diversity.png only")
@@ -105,7 +106,7 @@ def main() -> int:
     kb = load_knowledge(extra_dirs=[])
     sd = load_sd15(model="mini")
     concepts = [load_concept(MINI_CONCEPT_11), load_concept(MINI_CONCEPT)]
-    settings = SamplingSettings(sampler=MINI_SAMPLING["sampler"], steps=args.steps, cfg=MINI_SAMPLING["cfg"],
+    settings = SamplingSettings(sampler=MINI_SAMPLING["sampler"], steps=args.steps, cfg=args.cfg,
                                 seed=args.seed, width=128, height=128)
     classes = sorted(d.name for d in AID.iterdir() if d.is_dir())
     trained = set(kb.by_paper("trained"))

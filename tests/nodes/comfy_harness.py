@@ -179,4 +179,3 @@ def comfy_ddim_uniform_timesteps(steps: int) -> list[int]:
     ddim_scheduler): every (1000 // steps)-th from 1 up, highest first. For 30 steps that is 31
     steps from t = 991; test_comfyui checks this mirror against a real ComfyUI."""
     return list(range(1, 1000, max(1000 // steps, 1)))[::-1]
-

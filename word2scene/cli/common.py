@@ -78,23 +78,30 @@ def image_size(args) -> dict[str, int]:
     return {"width": width, "height": width if args.height is None else args.height}
 
 
+def built_in_mini(args) -> bool:
+    """The command draws on the built-in Word2Scene-mini (no --checkpoint, --model mini)."""
+    return not args.checkpoint and args.model == "mini"
+
+
 def add_sampling_args(p: argparse.ArgumentParser, sampler: bool = True) -> None:
     p.add_argument("--steps", type=whole_number, default=None,
-                   help=f"sampling steps (default: the model's: 30 for SD1.x checkpoints, the paper's; "
-                        f"{MINI_SAMPLING['steps']} for mini)")
+                   help=f"sampling steps (default: {MINI_SAMPLING['steps']} on the built-in --model mini, chosen by "
+                        f"measurement; the paper's 30 for tiny and any --checkpoint)")
     p.add_argument("--cfg", type=float, default=None,
-                   help=f"classifier-free guidance scale (default: 7, the paper's; {MINI_SAMPLING['cfg']:g} for mini)")
+                   help=f"classifier-free guidance scale (default: {MINI_SAMPLING['cfg']:g} on the built-in --model mini; "
+                        f"the paper's 7 otherwise)")
     if sampler:
+        mini = MINI_SAMPLING["sampler"]
         p.add_argument("--sampler", default=None, choices=tuple(SAMPLERS),
-                       help=f"ddim (the paper's) or dpmpp_2m (DPM-Solver++(2M), good in fewer steps) (default: ddim; "
-                            f"{MINI_SAMPLING['sampler']} for mini)")
+                       help="ddim (the paper's) or dpmpp_2m (DPM-Solver++(2M), good in fewer steps) (default: ddim"
+                            + ("" if mini == "ddim" else f"; {mini} on the built-in --model mini") + ")")
 
 
 def sampling_options(args) -> dict:
     """{'sampler', 'steps', 'cfg'}: each one given on the command line, else the model's default:
     mini's measured MINI_SAMPLING on the built-in mini, the paper's (SamplingSettings) otherwise."""
     paper = SamplingSettings()
-    defaults = MINI_SAMPLING if not args.checkpoint and args.model == "mini" else {}
+    defaults = MINI_SAMPLING if built_in_mini(args) else {}
     return {name: getattr(args, name) if getattr(args, name, None) is not None else defaults.get(name, getattr(paper, name))
             for name in ("sampler", "steps", "cfg")}
 
@@ -120,7 +127,7 @@ def load_concepts(args) -> list:
     --strength (default 1)."""
     applied = []
     paths, input_name = args.concept, "--concept"
-    if not paths and not args.checkpoint and args.model == "mini":
+    if not paths and built_in_mini(args):
         paths, input_name = [MINI_CONCEPT], "--model"  # the user gave no concept: the model brought it
     for n, path in enumerate(paths):
         concept = load_concept(path, input_name)
