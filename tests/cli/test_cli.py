@@ -34,6 +34,13 @@ def test_generate_writes_png_deterministic_for_a_seed(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_the_png_names_the_sampler_that_drew_it(tmp_path):
+    assert main(["generate", "airport", *FAST, "--sampler", "dpmpp_2m", "--out", str(tmp_path / "d.png")]) == 0
+    image = Image.open(tmp_path / "d.png")
+    assert json.loads(image.text["word2scene"])["sampler"] == "DPM++ 2M"
+    assert "Sampler: DPM++ 2M," in image.text["parameters"]  # AUTOMATIC1111's name, as other tools read it
+
+
 def test_generate_with_concept_uses_its_triggers_and_strength(tiny, tmp_path):
     concept = make_concept(model_shapes(tiny), rank=4, alpha=4.0)
     concept.info.trigger_words = ["rs", "aerial view"]

@@ -1,6 +1,7 @@
 """The Word2Scene protocol on the tiny model: concepts from the knowledge base, images per
 (concept, seed) independent of the worker count, resume, report and grid."""
 import json
+from dataclasses import replace
 import re
 
 import pytest
@@ -75,6 +76,18 @@ def test_an_interrupted_protocol_resumes_without_redoing_images(tiny, kb, concep
     assert [w for _, w in written] == [False, False, True, True]
     assert {p: p.stat().st_mtime_ns for p in seen} == first
     assert len(list((tmp_path / "images").rglob("*.png"))) == 4
+
+
+def test_a_resume_with_other_sampling_settings_is_refused_and_names_the_image(tiny, kb, concept, tmp_path):
+    settings = ProtocolSettings(concepts=["airport"], images_per_concept=2, sampling=SMALL)
+    assert generate_images(tiny, kb, concept, settings, tmp_path) == (2, 0)
+    other = replace(settings, sampling=replace(SMALL, steps=SMALL.steps + 1))
+    with pytest.raises(InputError, match=rf"airport.000000\.png was drawn with steps {SMALL.steps}; this run "
+                                          rf"draws steps {SMALL.steps + 1}"):
+        generate_images(tiny, kb, concept, other, tmp_path)
+    with pytest.raises(InputError, match="strength 1.0; this run draws strength 0.5"):
+        generate_images(tiny, kb, concept, replace(settings, strength=0.5), tmp_path)
+    assert generate_images(tiny, kb, concept, settings, tmp_path) == (0, 2)  # the same settings resume
 
 
 @needs_data

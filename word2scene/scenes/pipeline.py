@@ -19,7 +19,7 @@ from ..imagery import save_png
 from ..prompts.expander import Expansion, expand
 from ..prompts.knowledge import KnowledgeBase
 from .render import grid
-from .sampling import decode, sample, SamplingSettings
+from .sampling import decode, sample, SAMPLER_NAMES, SamplingSettings
 
 
 @dataclass
@@ -69,7 +69,8 @@ def make_scenes(sd, jobs: list[tuple[str, int]], settings: SamplingSettings, *, 
                          seeds=[jobs[k][1] for k in batch])
         for k, image in zip(batch, decode(sd, latents)):
             own = replace(shared, seed=jobs[k][1])
-            recorded = {"prompt": expansions[k].positive, **own.as_dict(), "sampler": "DDIM", "model": sd.source,
+            recorded = {"prompt": expansions[k].positive, **own.as_dict(), "sampler": SAMPLER_NAMES[own.sampler],
+                        "model": sd.source,
                         "style": style, **(parameters or {})}
             scenes[k] = Scene(image, jobs[k][0], expansions[k].positive, own, recorded)
     return scenes

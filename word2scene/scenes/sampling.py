@@ -19,6 +19,7 @@ MAX_SEED = 2**32 - 1  # torch's CPU generator keeps 32 bits of a seed: 2**32 wou
 # sampler name -> diffusers scheduler class and the options it is built with from SD1.5's config
 SAMPLERS = {"ddim": ("DDIMScheduler", {}),
             "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2})}
+SAMPLER_NAMES = {"ddim": "DDIM", "dpmpp_2m": "DPM++ 2M"}  # as AUTOMATIC1111's PNG parameters name them
 
 
 def make_scheduler(sd: SD15, sampler: str, steps: int):
