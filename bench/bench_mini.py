@@ -42,6 +42,7 @@ from word2scene.concepts.patching import apply_concepts  # noqa: E402
 from word2scene.evaluation.classifier import ClassifierConfig, accuracy, save_classifier, train_classifier  # noqa: E402
 from word2scene.evaluation.extractors import load_extractor  # noqa: E402
 from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
+from word2scene.evaluation.protocol import check_resumable  # noqa: E402
 from word2scene.evaluation.scoring import EvaluationSettings, evaluate  # noqa: E402
 from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, MINI_SAMPLING, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
@@ -124,15 +125,15 @@ def draw_jobs(sd, kb, jobs: list[tuple[str, int, Path]], concept, strength: floa
               size: int = 128, cfg: float = 7.0, sampler: str = "ddim") -> None:
     """Each (words, seed, file) job drawn through the scene pipeline (prompt "gs, geographic
     scene, <words>"; DDIM, CFG 7 unless given), `batch` per sampling call; files already
-    written are skipped."""
+    written are skipped, once their PNGs show they were drawn with these settings."""
+    settings = SamplingSettings(steps=steps, cfg=cfg, width=size, height=size, sampler=sampler)
+    check_resumable([file for _, _, file in jobs], settings, strength)
     jobs = [j for j in jobs if not j[2].is_file()]
     apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
     try:
         for start in range(0, len(jobs), batch):
             part = jobs[start:start + batch]
-            scenes = make_scenes(sd, [(words, seed) for words, seed, _ in part],
-                                 SamplingSettings(steps=steps, cfg=cfg, width=size, height=size, sampler=sampler),
-                                 kb=kb,
+            scenes = make_scenes(sd, [(words, seed) for words, seed, _ in part], settings, kb=kb,
                                  parameters={"strength": strength, "concept": str(getattr(concept, "path", ""))})
             for (_, _, file), scene in zip(part, scenes):
                 file.parent.mkdir(parents=True, exist_ok=True)

@@ -70,15 +70,14 @@ def image_path(out: Path, concept_id: str, seed: int) -> Path:
     return Path(out) / "images" / concept_id / f"{seed:06d}.png"
 
 
-def check_resumable(paths: list[Path], settings: ProtocolSettings) -> None:
-    """Images already in the output folder must have been drawn with this run's sampling
+def check_resumable(paths: list[Path], s: SamplingSettings, strength: float) -> None:
+    """Images already in an output folder must have been drawn with this run's sampling
     settings and strength (their PNGs record them): a resumed run never mixes two settings in
     one report. An InputError names the first image that differs and how."""
     from PIL import Image
 
-    s = settings.sampling
     wanted = {"sampler": SAMPLER_NAMES[s.sampler], "steps": s.steps, "cfg": s.cfg, "width": s.width,
-              "height": s.height, "strength": settings.strength}
+              "height": s.height, "strength": strength}
     for path in paths:
         if not path.is_file():
             continue
@@ -99,7 +98,7 @@ def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path
 
     index, count = worker
     items = work_items(resolve_concepts(kb, settings.concepts), settings.images_per_concept, settings.seed)[index::count]
-    check_resumable([image_path(out, cid, seed) for cid, seed in items], settings)
+    check_resumable([image_path(out, cid, seed) for cid, seed in items], settings.sampling, settings.strength)
     triggers = concept.info.trigger_words if concept is not None else None
     written = skipped = 0
     apply_concepts(sd, [(concept, settings.strength, settings.strength)] if concept is not None else [])
