@@ -42,11 +42,10 @@ from word2scene.concepts.patching import apply_concepts  # noqa: E402
 from word2scene.evaluation.classifier import ClassifierConfig, accuracy, save_classifier, train_classifier  # noqa: E402
 from word2scene.evaluation.extractors import load_extractor  # noqa: E402
 from word2scene.evaluation.image_sets import image_set, read_images  # noqa: E402
-from word2scene.evaluation.protocol import check_resumable  # noqa: E402
 from word2scene.evaluation.scoring import EvaluationSettings, evaluate  # noqa: E402
 from word2scene.models.sd15 import MINI_CONCEPT, MINI_CONCEPT_11, MINI_SAMPLING, load_sd15  # noqa: E402
 from word2scene.prompts.knowledge import load_knowledge  # noqa: E402
-from word2scene.scenes.pipeline import make_scenes  # noqa: E402
+from word2scene.scenes.pipeline import check_drawn_with, make_scenes  # noqa: E402
 from word2scene.scenes.sampling import SamplingSettings  # noqa: E402
 from word2scene.training.base_model import old_photo  # noqa: E402
 
@@ -127,7 +126,7 @@ def draw_jobs(sd, kb, jobs: list[tuple[str, int, Path]], concept, strength: floa
     scene, <words>"; DDIM, CFG 7 unless given), `batch` per sampling call; files already
     written are skipped, once their PNGs show they were drawn with these settings."""
     settings = SamplingSettings(steps=steps, cfg=cfg, width=size, height=size, sampler=sampler)
-    check_resumable([file for _, _, file in jobs], settings, strength)
+    check_drawn_with([file for _, _, file in jobs], settings, strength)
     jobs = [j for j in jobs if not j[2].is_file()]
     apply_concepts(sd, [(concept, strength, strength)] if concept is not None and strength else [])
     try:

@@ -18,6 +18,7 @@ Usage: python bench/mini_pictures.py [--epochs DIR_WITH_<stem>-epochNN.safetenso
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -42,10 +43,15 @@ AID = ROOT.parent / "shared" / "data" / "aid"
 OUT = ROOT / "docs" / "images"
 
 
-def first_test_image(cls: str) -> Image.Image:
+@functools.cache
+def test_files(cls: str) -> list[str]:
+    """The AID test split's files of a class, in captions.jsonl's order."""
     rows = [json.loads(line) for line in (AID / "captions.jsonl").read_text().splitlines()]
-    row = next(r for r in rows if r["class"] == cls and r["split"] == "test")
-    return fit_square(read_image(AID / row["file"]), 128)
+    return [r["file"] for r in rows if r["class"] == cls and r["split"] == "test"]
+
+
+def first_test_image(cls: str) -> Image.Image:
+    return fit_square(read_image(AID / test_files(cls)[0]), 128)
 
 
 def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[str]) -> None:
@@ -73,13 +79,11 @@ def look_table(cells: list[list[Image.Image]], classes: list[str], trained: set[
 def diversity_figure(folder: Path, classes: list[str], side: int = 96) -> Image.Image:
     """bench_mini's 3 x 3 sheets of nine seeds of one description (folder/<class>.png), each beside
     nine real AID test images of the class; two classes per row."""
-    rows = [json.loads(line) for line in (AID / "captions.jsonl").read_text().splitlines()]
     pairs = []
     for cls in classes:
         sheet = Image.open(folder / f"{cls}.png").convert("RGB").resize((3 * side, 3 * side))
         real = Image.new("RGB", (3 * side, 3 * side))
-        files = [r["file"] for r in rows if r["class"] == cls and r["split"] == "test"][:9]
-        for k, file in enumerate(files):
+        for k, file in enumerate(test_files(cls)[:9]):
             real.paste(fit_square(read_image(AID / file), side), ((k % 3) * side, (k // 3) * side))
         pairs.append((cls.replace("_", " "), [sheet, real]))
     blank = Image.new("RGB", (3 * side, 3 * side), "white")

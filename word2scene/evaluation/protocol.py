@@ -7,14 +7,13 @@ else, so any number of workers (`accelerate launch`) gives the same files, and a
 skips images already written (each is written atomically)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from ..concepts.patching import apply_concepts
-from ..scenes.pipeline import make_scene, scene_prompt
-from ..scenes.sampling import SAMPLER_NAMES, SamplingSettings
+from ..scenes.pipeline import check_drawn_with, make_scene, scene_prompt
+from ..scenes.sampling import SamplingSettings
 from ..scenes.strength_study import strength_grid
 from ..errors import InputError
 from ..files import write_text_atomic
@@ -70,27 +69,6 @@ def image_path(out: Path, concept_id: str, seed: int) -> Path:
     return Path(out) / "images" / concept_id / f"{seed:06d}.png"
 
 
-def check_resumable(paths: list[Path], s: SamplingSettings, strength: float) -> None:
-    """Images already in an output folder must have been drawn with this run's sampling
-    settings and strength (their PNGs record them): a resumed run never mixes two settings in
-    one report. An InputError names the first image that differs and how."""
-    from PIL import Image
-
-    wanted = {"sampler": SAMPLER_NAMES[s.sampler], "steps": s.steps, "cfg": s.cfg, "width": s.width,
-              "height": s.height, "strength": strength}
-    for path in paths:
-        if not path.is_file():
-            continue
-        with Image.open(path) as image:
-            recorded = json.loads(image.text.get("word2scene", "{}"))
-        differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
-        if differ:
-            then = ", ".join(f"{k} {a}" for k, (a, _) in differ.items())
-            now = ", ".join(f"{k} {b}" for k, (_, b) in differ.items())
-            raise InputError("out", f"{path} was drawn with {then}; this run draws {now}. Resume with the same "
-                                    f"settings, or choose another output folder")
-
-
 def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path, worker: tuple[int, int] = (0, 1),
                     on_image: Callable[[Path, bool], None] | None = None) -> tuple[int, int]:
     """Write this worker's share (every num_workers-th item) of the images not yet on disk.
@@ -98,7 +76,7 @@ def generate_images(sd, kb, concept, settings: ProtocolSettings, out: str | Path
 
     index, count = worker
     items = work_items(resolve_concepts(kb, settings.concepts), settings.images_per_concept, settings.seed)[index::count]
-    check_resumable([image_path(out, cid, seed) for cid, seed in items], settings.sampling, settings.strength)
+    check_drawn_with([image_path(out, cid, seed) for cid, seed in items], settings.sampling, settings.strength)
     triggers = concept.info.trigger_words if concept is not None else None
     written = skipped = 0
     apply_concepts(sd, [(concept, settings.strength, settings.strength)] if concept is not None else [])

@@ -5,6 +5,7 @@ here, so a prompt, a seed and a model give the same image whichever of them asks
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -33,6 +34,31 @@ class Scene:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False, input_name: str = "out") -> Path:
         return save_png(self.image, path, self.parameters, overwrite=overwrite, input_name=input_name)
+
+
+def sampling_record(settings: SamplingSettings) -> dict:
+    """What a scene's PNG records of its sampling: the settings, the sampler under the name
+    AUTOMATIC1111's parameters give it."""
+    return {**settings.as_dict(), "sampler": SAMPLER_NAMES[settings.sampler]}
+
+
+def check_drawn_with(paths: list[Path], settings: SamplingSettings, strength: float) -> None:
+    """Scenes already in an output folder must have been drawn with this run's sampling
+    settings and strength (their PNGs record them): a resumed run never mixes two settings in
+    one report. An InputError names the first image that differs and how."""
+    wanted = {k: v for k, v in sampling_record(settings).items() if k in ("sampler", "steps", "cfg", "width", "height")}
+    wanted["strength"] = strength
+    for path in paths:
+        if not path.is_file():
+            continue
+        with Image.open(path) as image:
+            recorded = json.loads(image.text.get("word2scene", "{}"))
+        differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
+        if differ:
+            then = ", ".join(f"{k} {a}" for k, (a, _) in differ.items())
+            now = ", ".join(f"{k} {b}" for k, (_, b) in differ.items())
+            raise InputError("out", f"{path} was drawn with {then}; this run draws {now}. Resume with the same "
+                                    f"settings, or choose another output folder")
 
 
 def scene_prompt(sd, words: str, *, style: str = "word2scene", detail: int = 1, seed: int = 0,
@@ -69,8 +95,7 @@ def make_scenes(sd, jobs: list[tuple[str, int]], settings: SamplingSettings, *, 
                          seeds=[jobs[k][1] for k in batch])
         for k, image in zip(batch, decode(sd, latents)):
             own = replace(shared, seed=jobs[k][1])
-            recorded = {"prompt": expansions[k].positive, **own.as_dict(), "sampler": SAMPLER_NAMES[own.sampler],
-                        "model": sd.source,
+            recorded = {"prompt": expansions[k].positive, **sampling_record(own), "model": sd.source,
                         "style": style, **(parameters or {})}
             scenes[k] = Scene(image, jobs[k][0], expansions[k].positive, own, recorded)
     return scenes
